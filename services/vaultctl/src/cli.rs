@@ -1,0 +1,174 @@
+//! Command-line definitions. The contract is documented in docs/cli.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate a Tiervault vault directly (embedded mode: no daemons, no root).
+///
+/// A vault is a directory holding encrypted, deduplicated, compressed snapshots of file trees
+/// and streams. Every command opens it with the passphrase from $VAULT_PASSPHRASE,
+/// --passphrase-file or a prompt, or with --key-file.
+///
+/// Exit codes: 0 success; 1 failure (nothing committed); 2 usage error; 3 committed with
+/// warnings (files skipped); 4 verify found damage.
+#[derive(Debug, Parser)]
+#[command(name = "vaultctl", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Vault directory [default: $VAULT_DIR, else ./vault]
+    #[arg(long, global = true, env = "VAULT_DIR", value_name = "DIR")]
+    pub vault: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or human summaries; errors still go to stderr
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Read the passphrase from the first line of FILE
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Use the raw key in FILE instead of a passphrase (init creates FILE when absent)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new, encrypted vault
+    Init(InitArgs),
+    /// Back up file trees, standard input or a disk image into a new snapshot
+    Backup(BackupArgs),
+    /// List snapshots, oldest first
+    Snapshots(SnapshotsArgs),
+    /// List the entries of a snapshot
+    Ls(LsArgs),
+    /// Restore a snapshot (or part of it) into a directory or in place
+    Restore(RestoreArgs),
+    /// Write one file of a snapshot to standard output
+    Cat(CatArgs),
+    /// Show what changed between two snapshots
+    Diff(DiffArgs),
+    /// Read and authenticate every stored byte and report damage
+    Verify(VerifyArgs),
+    /// Show logical and stored sizes, dedup and compression ratios
+    Stats,
+    /// Measure backup and restore speed against the stage ceiling and restic
+    Bench(crate::bench::BenchArgs),
+    /// Initialise ./vault, back up a tree, list, restore, verify and print the stats
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Minimum chunk size in bytes
+    #[arg(long, default_value_t = 32 * 1024, value_name = "BYTES")]
+    pub chunk_min: u32,
+    /// Average chunk size in bytes
+    #[arg(long, default_value_t = 128 * 1024, value_name = "BYTES")]
+    pub chunk_avg: u32,
+    /// Maximum chunk size in bytes
+    #[arg(long, default_value_t = 512 * 1024, value_name = "BYTES")]
+    pub chunk_max: u32,
+    /// Fixed chunk size for --image backups, in bytes
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub image_chunk: u32,
+    /// zstd compression level for new chunks (1-19)
+    #[arg(long, default_value_t = 3, value_name = "LEVEL")]
+    pub compression: i32,
+    /// Target time of one passphrase derivation (Argon2id), in milliseconds
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub kdf_time_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files or directories to back up; each is stored under its base name
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "image"], conflicts_with_all = ["stdin", "image"])]
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as one stream, stored as the file NAME
+    #[arg(long, requires = "name", conflicts_with = "image")]
+    pub stdin: bool,
+    /// Name of the stream read with --stdin
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Fail unless exactly BYTES arrive on standard input (detects a truncated stream)
+    #[arg(long, value_name = "BYTES", requires = "stdin")]
+    pub stdin_size: Option<u64>,
+    /// Back up a disk image or block device as one stream with fixed-size chunks
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Read every file even when size, mtime, ctime and inode match the parent snapshot
+    #[arg(long)]
+    pub force_reread: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots that include this path
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot: full id, unique prefix, or "latest"
+    pub snapshot: String,
+    /// Directory or file inside the snapshot (for example src/lib)
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot: full id, unique prefix, or "latest"
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(long, value_name = "DIR", required_unless_present = "in_place", conflicts_with = "in_place")]
+    pub target: Option<PathBuf>,
+    /// Restore each backed-up path to where it was backed up from, overwriting
+    #[arg(long)]
+    pub in_place: bool,
+    /// Restore only this file or directory of the snapshot (for example src/lib)
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Allow restoring into a non-empty target, replacing files of the same name
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// Snapshot: full id, unique prefix, or "latest"
+    pub snapshot: String,
+    /// File inside the snapshot
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Older snapshot
+    pub from: String,
+    /// Newer snapshot
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Check structure only (pack footers, index parts, snapshots, trees); do not read data
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Back up this directory instead of a generated sample tree
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+}
