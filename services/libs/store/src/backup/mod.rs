@@ -1,0 +1,455 @@
+//! Backup: walk → segment jobs → workers (read, chunk, hash, dedup, compress, seal, pack) →
+//! trees → reference list → durable packs and index → snapshot (docs/format.md section 9).
+
+mod walk;
+mod worker;
+
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_bytes::ByteBuf;
+
+use crate::blob::Kind;
+use crate::error::{Error, IoContext, Result};
+use crate::id::Id;
+use crate::io::write_atomic;
+use crate::snapshot::{self, Body, Header, Skipped, Snapshot, Summary};
+use crate::tree::{split_chunk_list, to_cbor, ChunkRef, Content, Entry, NodeType, Tree, INLINE_CHUNKS};
+use crate::vault::Vault;
+use crate::writer::{Sink, Writer};
+
+use walk::{Node, Walker};
+use worker::{Chunking, Done, Input, Job, Worker, SEGMENT};
+
+pub use walk::segments;
+
+/// Live counters for a progress display.
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub dirs: AtomicU64,
+    pub bytes_seen: AtomicU64,
+    pub bytes_reused: AtomicU64,
+    pub bytes_done: AtomicU64,
+    /// Set when the walk is over, so `bytes_seen` is the total.
+    pub walk_done: AtomicU64,
+}
+
+/// What to back up.
+pub enum Source {
+    Paths(Vec<PathBuf>),
+    Stream {
+        name: String,
+        reader: Box<dyn Read + Send>,
+        expect: Option<u64>,
+    },
+    Image(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub force_reread: bool,
+    pub hostname: String,
+    pub username: String,
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            force_reread: false,
+            hostname: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+            username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Back up `source` into a new snapshot. Skipped files are listed in the snapshot.
+pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress) -> Result<Snapshot> {
+    let started = Instant::now();
+    let time_ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let cfg = vault.config();
+    let (kind, image, paths, names) = match &source {
+        Source::Paths(p) => {
+            let (abs, names) = root_names(p)?;
+            ("tree", false, abs, names)
+        }
+        Source::Image(p) => {
+            let (abs, names) = root_names(std::slice::from_ref(p))?;
+            ("stream", true, abs, names)
+        }
+        Source::Stream { name, .. } => {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(Error::Invalid(format!("stream name {name:?} must be a plain file name")));
+            }
+            ("stream", false, vec![PathBuf::from(name)], vec![name.as_bytes().to_vec()])
+        }
+    };
+    let path_bytes: Vec<ByteBuf> = paths.iter().map(|p| ByteBuf::from(p.as_os_str().as_bytes().to_vec())).collect();
+    let parent = match &source {
+        Source::Stream { .. } => None,
+        _ if opts.force_reread => None,
+        _ => find_parent(vault, &path_bytes)?,
+    };
+    let parent_root = match &parent {
+        Some(p) => vault.read_tree(&p.body.root).ok(),
+        None => None,
+    };
+    let chunking = if image { Chunking::Fixed(cfg.image_chunker.fixed) } else { Chunking::Cdc(cfg.chunker) };
+
+    let writer = Writer::new(vault);
+    let threads = opts.threads.max(1);
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(threads * 4);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+
+    let outcome = std::thread::scope(|s| -> Result<(Vec<Node>, Vec<walk::Slot>, Vec<Skipped>, Option<u64>)> {
+        let mut handles = Vec::new();
+        for i in 0..threads {
+            let rx = job_rx.clone();
+            let tx = done_tx.clone();
+            let writer = &writer;
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("backup-{i}"))
+                    .spawn_scoped(s, move || -> Result<()> {
+                        let mut w = Worker {
+                            writer,
+                            chunking,
+                            progress,
+                            sink: writer.sink()?,
+                            buf: Vec::new(),
+                        };
+                        for job in rx {
+                            let (slot, seg) = (job.slot, job.seg);
+                            let result = w.run(job)?;
+                            if tx.send(Done { slot, seg, result }).is_err() {
+                                break;
+                            }
+                        }
+                        writer.finish_sink(&mut w.sink)
+                    })
+                    .expect("spawning a backup worker"),
+            );
+        }
+        drop(job_rx);
+        drop(done_tx);
+
+        let mut walker = Walker::new(vault, job_tx, progress, opts.force_reread);
+        let mut roots = Vec::new();
+        let mut stream_len = None;
+        match source {
+            Source::Paths(_) | Source::Image(_) => {
+                for (p, n) in paths.iter().zip(&names) {
+                    let pe = parent_root.as_ref().and_then(|t| t.find(n));
+                    if let Some(node) = walker.visit(p, n, pe)? {
+                        roots.push(node);
+                    }
+                }
+            }
+            Source::Stream { name, reader, expect } => {
+                let (node, len) = read_stream(&mut walker, name.as_bytes(), reader, expect)?;
+                stream_len = Some(len);
+                roots.push(node);
+            }
+        }
+        progress.walk_done.store(1, Ordering::Relaxed);
+        let Walker { jobs, mut slots, skipped, .. } = walker;
+        drop(jobs);
+        for d in done_rx {
+            let slot = &mut slots[d.slot];
+            slot.pending -= 1;
+            match d.result {
+                Ok(seg) => {
+                    if seg.whole {
+                        slot.whole_read = Some(seg.read);
+                    }
+                    slot.segs[d.seg] = Some(seg.chunks);
+                }
+                Err(e) => {
+                    slot.error.get_or_insert(e);
+                }
+            }
+        }
+        for h in handles {
+            h.join().map_err(|_| Error::Invalid("a backup worker panicked".into()))??;
+        }
+        Ok((roots, slots, skipped, stream_len))
+    });
+    let (roots, slots, mut skipped, _stream_len) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            writer.abort();
+            return Err(e);
+        }
+    };
+
+    let mut b = TreeBuilder {
+        writer: &writer,
+        sink: writer.sink()?,
+        slots,
+        skipped: &mut skipped,
+        refs: Vec::new(),
+        summary: Summary::default(),
+        vault,
+    };
+    let result = (|| -> Result<(Id, Vec<Id>, Summary)> {
+        let mut entries = Vec::new();
+        for node in roots {
+            if let Some(e) = b.build(node)? {
+                entries.push(e);
+            }
+        }
+        let root = b.store_tree(Tree::new(entries))?;
+        let refs_plain = crate::refs::pieces(std::mem::take(&mut b.refs));
+        let mut refs = Vec::with_capacity(refs_plain.len());
+        for piece in &refs_plain {
+            refs.push(writer.store_refs(&mut b.sink, piece)?);
+        }
+        writer.finish_sink(&mut b.sink)?;
+        Ok((root, refs, b.summary.clone()))
+    })();
+    let (root, refs, mut summary) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            writer.abort();
+            return Err(e);
+        }
+    };
+    let stats_stored = writer.stats.stored_bytes.load(Ordering::Relaxed);
+    let stats_new = writer.stats.new_blobs.load(Ordering::Relaxed);
+    writer.commit()?;
+
+    summary.stored_bytes = stats_stored;
+    summary.new_blobs = stats_new;
+    summary.skipped = skipped.len() as u64;
+    summary.duration_ns = started.elapsed().as_nanos() as u64;
+    let body = Body {
+        version: 1,
+        kind: kind.into(),
+        paths: path_bytes,
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        root,
+        parent: parent.map(|p| p.id.hex()),
+        program: concat!("tiervault ", env!("CARGO_PKG_VERSION")).into(),
+        summary,
+        skipped,
+        image,
+    };
+    let header = Header { time_ns, refs };
+    let mut sealer = vault.keys().sealer();
+    let bytes = snapshot::encode(&mut sealer, &header, &body)?;
+    let id = Id::digest(&bytes);
+    let dest = vault.root().join("snapshots").join(id.hex());
+    write_atomic(&**vault.io(), &vault.tmp_dir().join(id.hex()), &dest, bytes).ctx("writing snapshot", &dest)?;
+    Ok(Snapshot { id, header, body })
+}
+
+/// Absolute source paths and their root names; refuses two paths with one base name.
+fn root_names(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
+    let mut abs: Vec<PathBuf> = Vec::new();
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for p in paths {
+        let a = std::path::absolute(p).ctx("resolving", p)?;
+        let a = normalize(&a);
+        let name = match a.file_name() {
+            Some(n) => n.as_bytes().to_vec(),
+            None => return Err(Error::Invalid(format!("{}: name a directory below / rather than / itself", p.display()))),
+        };
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            return Err(Error::DuplicateBaseName {
+                name: String::from_utf8_lossy(&name).into_owned(),
+                a: abs[i].clone(),
+                b: a,
+            });
+        }
+        names.push(name);
+        abs.push(a);
+    }
+    Ok((abs, names))
+}
+
+/// Resolve `.` and `..` lexically (no symlinks followed: a symlink given as a path is backed
+/// up as a symlink).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The newest snapshot of exactly the same set of paths.
+fn find_parent(vault: &Vault, paths: &[ByteBuf]) -> Result<Option<Snapshot>> {
+    let mut want: Vec<&[u8]> = paths.iter().map(|p| p.as_slice()).collect();
+    want.sort();
+    let (all, _) = vault.snapshots()?;
+    Ok(all.into_iter().rev().find(|s| {
+        let mut have: Vec<&[u8]> = s.body.paths.iter().map(|p| p.as_slice()).collect();
+        have.sort();
+        have == want
+    }))
+}
+
+fn read_stream(
+    walker: &mut Walker<'_>,
+    name: &[u8],
+    mut reader: Box<dyn Read + Send>,
+    expect: Option<u64>,
+) -> Result<(Node, u64)> {
+    let mut total = 0u64;
+    let mut seg = 0usize;
+    let slot = walker.slots.len();
+    walker.slots.push(walk::Slot {
+        path: PathBuf::from(std::ffi::OsStr::from_bytes(name)),
+        segs: Vec::new(),
+        pending: 0,
+        error: None,
+        whole_read: None,
+    });
+    loop {
+        let mut buf = Vec::with_capacity(SEGMENT as usize);
+        let n = (&mut reader)
+            .take(SEGMENT)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("reading", "standard input", e))?;
+        if n == 0 {
+            break;
+        }
+        walker.slots[slot].segs.push(None);
+        walker.slots[slot].pending += 1;
+        walker.progress.bytes_seen.fetch_add(n as u64, Ordering::Relaxed);
+        let _ = walker.jobs.send(Job {
+            slot,
+            seg,
+            input: Input::Owned(buf, total),
+        });
+        total += n as u64;
+        seg += 1;
+        if (n as u64) < SEGMENT {
+            break;
+        }
+    }
+    if let Some(want) = expect {
+        if total != want {
+            return Err(Error::TruncatedInput { got: total, expected: want });
+        }
+    }
+    walker.progress.files.fetch_add(1, Ordering::Relaxed);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let entry = Entry {
+        name: ByteBuf::from(name.to_vec()),
+        kind: NodeType::File,
+        mode: 0o644,
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        mtime: now,
+        ctime: now,
+        ino: 0,
+        dev: 0,
+        nlink: 1,
+        size: Some(total),
+        content: None,
+        subtree: None,
+        target: None,
+        rdev: None,
+        xattrs: Vec::new(),
+    };
+    Ok((Node::File(entry, slot), total))
+}
+
+struct TreeBuilder<'a, 'v> {
+    writer: &'a Writer<'v>,
+    sink: Sink,
+    slots: Vec<walk::Slot>,
+    skipped: &'a mut Vec<Skipped>,
+    refs: Vec<Id>,
+    summary: Summary,
+    vault: &'v Vault,
+}
+
+impl TreeBuilder<'_, '_> {
+    fn store_tree(&mut self, tree: Tree) -> Result<Id> {
+        let (id, _) = self.writer.store(&mut self.sink, Kind::Meta, &tree.encode())?;
+        self.refs.push(id);
+        Ok(id)
+    }
+
+    fn build(&mut self, node: Node) -> Result<Option<Entry>> {
+        match node {
+            Node::Dir(mut e, children) => {
+                let mut entries = Vec::with_capacity(children.len());
+                for c in children {
+                    if let Some(ce) = self.build(c)? {
+                        entries.push(ce);
+                    }
+                }
+                e.subtree = Some(self.store_tree(Tree::new(entries))?);
+                self.summary.dirs += 1;
+                Ok(Some(e))
+            }
+            Node::Done(e) => {
+                if let Some(c) = &e.content {
+                    self.summary.files += 1;
+                    self.summary.bytes += e.size.unwrap_or(0);
+                    if let Some(chunks) = &c.chunks {
+                        self.refs.extend(chunks.iter().map(|c| c.1));
+                    } else {
+                        self.refs.extend(c.lists.iter().flatten().copied());
+                        for ch in self.vault.chunk_list(c)? {
+                            self.refs.push(ch.1);
+                        }
+                    }
+                }
+                Ok(Some(e))
+            }
+            Node::File(mut e, slot) => {
+                let s = &mut self.slots[slot];
+                if let Some(err) = &s.error {
+                    self.skipped.push(Skipped {
+                        path: ByteBuf::from(s.path.as_os_str().as_bytes().to_vec()),
+                        error: err.clone(),
+                    });
+                    return Ok(None);
+                }
+                let mut chunks: Vec<ChunkRef> = Vec::new();
+                for seg in &s.segs {
+                    chunks.extend(seg.iter().flatten().copied());
+                }
+                if let Some(n) = s.whole_read {
+                    if e.size.is_some_and(|sz| sz <= SEGMENT) {
+                        e.size = Some(n);
+                    }
+                }
+                self.refs.extend(chunks.iter().map(|c| c.1));
+                e.content = Some(self.content(chunks)?);
+                self.summary.files += 1;
+                self.summary.bytes += e.size.unwrap_or(0);
+                Ok(Some(e))
+            }
+        }
+    }
+
+    fn content(&mut self, chunks: Vec<ChunkRef>) -> Result<Content> {
+        if chunks.len() <= INLINE_CHUNKS {
+            return Ok(Content { chunks: Some(chunks), lists: None });
+        }
+        let mut lists = Vec::new();
+        for piece in split_chunk_list(&chunks) {
+            let (id, _) = self.writer.store(&mut self.sink, Kind::Meta, &to_cbor(&piece))?;
+            self.refs.push(id);
+            lists.push(id);
+        }
+        Ok(Content { chunks: None, lists: Some(lists) })
+    }
+}

@@ -1,0 +1,260 @@
+//! The walker: reads directories and metadata in name order, reuses unchanged files' chunk
+//! lists from the parent snapshot, and hands everything else to the workers as segment jobs.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use crate::error::Result;
+use crate::fsmeta;
+use crate::snapshot::Skipped;
+use crate::tree::{Entry, NodeType, Tree};
+use crate::vault::Vault;
+
+use super::worker::{Input, Job, SEGMENT};
+use super::Progress;
+
+/// What the walk found, before content and subtrees are known.
+pub enum Node {
+    Dir(Entry, Vec<Node>),
+    /// A file whose content comes from the workers (slot in `Walker::slots`).
+    File(Entry, usize),
+    /// Anything complete already: symlinks, devices, files reused from the parent.
+    Done(Entry),
+}
+
+/// A file being read by the workers.
+pub struct Slot {
+    pub path: PathBuf,
+    pub segs: Vec<Option<Vec<crate::tree::ChunkRef>>>,
+    pub pending: usize,
+    pub error: Option<String>,
+    /// Bytes read by a whole-file job (the file may have changed since its stat).
+    pub whole_read: Option<u64>,
+}
+
+pub struct Walker<'a> {
+    pub vault: &'a Vault,
+    pub jobs: Sender<Job>,
+    pub slots: Vec<Slot>,
+    pub skipped: Vec<Skipped>,
+    pub progress: &'a Progress,
+    pub force_reread: bool,
+    /// Files already seen in this backup, by (dev, ino): later hard links share their slot.
+    links: HashMap<(u64, u64), Node>,
+}
+
+fn path_bytes(p: &Path) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(p.as_os_str().as_bytes().to_vec())
+}
+
+impl<'a> Walker<'a> {
+    pub fn new(vault: &'a Vault, jobs: Sender<Job>, progress: &'a Progress, force_reread: bool) -> Self {
+        Walker {
+            vault,
+            jobs,
+            slots: Vec::new(),
+            skipped: Vec::new(),
+            progress,
+            force_reread,
+            links: HashMap::new(),
+        }
+    }
+
+    pub fn skip(&mut self, path: &Path, error: impl std::fmt::Display) {
+        tracing::warn!("skipping {}: {error}", path.display());
+        self.skipped.push(Skipped {
+            path: path_bytes(path),
+            error: error.to_string(),
+        });
+    }
+
+    /// Walk `path` (stored under `name`), with the parent snapshot's entry of the same name.
+    /// `None` when the path had to be skipped.
+    pub fn visit(&mut self, path: &Path, name: &[u8], parent: Option<&Entry>) -> Result<Option<Node>> {
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.skip(path, e);
+                return Ok(None);
+            }
+        };
+        let mut entry = fsmeta::entry_from(name, &md);
+        entry.xattrs = fsmeta::read_xattrs(path);
+        match entry.kind {
+            NodeType::Dir => self.visit_dir(path, entry, parent).map(Some),
+            NodeType::Symlink => match std::fs::read_link(path) {
+                Ok(t) => {
+                    entry.target = Some(path_bytes(&t));
+                    Ok(Some(Node::Done(entry)))
+                }
+                Err(e) => {
+                    self.skip(path, e);
+                    Ok(None)
+                }
+            },
+            NodeType::File => Ok(self.visit_file(path, entry, &md, parent)),
+            _ => Ok(Some(Node::Done(entry))),
+        }
+    }
+
+    fn visit_dir(&mut self, path: &Path, entry: Entry, parent: Option<&Entry>) -> Result<Node> {
+        let parent_tree = match parent.filter(|p| p.kind == NodeType::Dir).and_then(|p| p.subtree) {
+            Some(id) => match self.vault.read_tree(&id) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    // A damaged parent only costs change detection: read everything below.
+                    tracing::warn!("parent tree of {} unreadable ({e}); reading all files", path.display());
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for de in rd {
+                    match de {
+                        Ok(de) => names.push(de.file_name()),
+                        Err(e) => {
+                            self.skip(path, e);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // The directory itself is kept (its metadata is readable), its content skipped.
+                self.skip(path, e);
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        self.progress.dirs.fetch_add(1, Ordering::Relaxed);
+        let mut children = Vec::with_capacity(names.len());
+        for n in names {
+            let child = path.join(&n);
+            let pe = parent_tree.as_ref().and_then(|t: &Tree| t.find(n.as_bytes()));
+            if let Some(node) = self.visit(&child, n.as_bytes(), pe)? {
+                children.push(node);
+            }
+        }
+        Ok(Node::Dir(entry, children))
+    }
+
+    fn visit_file(&mut self, path: &Path, mut entry: Entry, md: &std::fs::Metadata, parent: Option<&Entry>) -> Option<Node> {
+        let size = entry.size.unwrap_or(0);
+        self.progress.files.fetch_add(1, Ordering::Relaxed);
+        self.progress.bytes_seen.fetch_add(size, Ordering::Relaxed);
+        let key = (entry.dev, entry.ino);
+        if entry.nlink > 1 {
+            if let Some(prev) = self.links.get(&key) {
+                return Some(share_link(prev, entry));
+            }
+        }
+        if let Some(p) = parent.filter(|p| !self.force_reread && unchanged(p, &entry)) {
+            entry.content = p.content.clone();
+            self.progress.bytes_reused.fetch_add(size, Ordering::Relaxed);
+            let node = Node::Done(entry);
+            self.remember_link(key, &node);
+            return Some(node);
+        }
+        let arc = Arc::new(path.to_path_buf());
+        let mut inputs = Vec::new();
+        if size <= SEGMENT && !fsmeta::maybe_sparse(md) {
+            inputs.push(Input::Whole(arc));
+        } else {
+            let extents = match std::fs::File::open(path) {
+                Ok(f) => fsmeta::data_extents(&f, size),
+                Err(e) => {
+                    self.skip(path, e);
+                    return None;
+                }
+            };
+            for (off, len) in extents {
+                for (o, l) in segments(off, len) {
+                    inputs.push(Input::Range(arc.clone(), o, l));
+                }
+            }
+        }
+        let slot = self.slots.len();
+        self.slots.push(Slot {
+            path: path.to_path_buf(),
+            segs: (0..inputs.len()).map(|_| None).collect(),
+            pending: inputs.len(),
+            error: None,
+            whole_read: None,
+        });
+        for (seg, input) in inputs.into_iter().enumerate() {
+            // A closed channel means the workers stopped on an error; the caller reports it.
+            let _ = self.jobs.send(Job { slot, seg, input });
+        }
+        let node = Node::File(entry, slot);
+        self.remember_link(key, &node);
+        Some(node)
+    }
+
+    fn remember_link(&mut self, key: (u64, u64), node: &Node) {
+        let (Node::File(e, _) | Node::Done(e)) = node else { return };
+        if e.nlink > 1 {
+            let copy = match node {
+                Node::File(e, s) => Node::File(e.clone(), *s),
+                Node::Done(e) => Node::Done(e.clone()),
+                Node::Dir(..) => return,
+            };
+            self.links.insert(key, copy);
+        }
+    }
+}
+
+/// A later hard link to a file already seen: same content, its own name.
+fn share_link(prev: &Node, mut entry: Entry) -> Node {
+    match prev {
+        Node::File(_, slot) => Node::File(entry, *slot),
+        Node::Done(p) => {
+            entry.content = p.content.clone();
+            Node::Done(entry)
+        }
+        Node::Dir(..) => Node::Done(entry),
+    }
+}
+
+/// The file matches its parent-snapshot entry closely enough to reuse its chunk list.
+fn unchanged(p: &Entry, e: &Entry) -> bool {
+    p.kind == NodeType::File
+        && p.content.is_some()
+        && p.size == e.size
+        && p.mtime == e.mtime
+        && p.ctime == e.ctime
+        && p.ino == e.ino
+}
+
+/// Split an extent at multiples of SEGMENT from the start of the file.
+pub fn segments(off: u64, len: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let end = off + len;
+    let mut pos = off;
+    while pos < end {
+        let next = ((pos / SEGMENT) + 1) * SEGMENT;
+        let stop = next.min(end);
+        out.push((pos, stop - pos));
+        pos = stop;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cut_at_absolute_multiples() {
+        assert_eq!(segments(0, 10), vec![(0, 10)]);
+        assert_eq!(segments(SEGMENT - 5, 10), vec![(SEGMENT - 5, 5), (SEGMENT, 5)]);
+        assert_eq!(segments(0, 2 * SEGMENT).len(), 2);
+        assert!(segments(7, 0).is_empty());
+    }
+}

@@ -1,0 +1,162 @@
+//! A backup worker: reads a segment of a file (or takes a buffer of a stream), cuts it into
+//! chunks and stores the new ones. Each worker keeps its read buffer, zstd context and pack.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::blob::Kind;
+use crate::config::ChunkerSizes;
+use crate::error::Result;
+use crate::tree::ChunkRef;
+use crate::writer::{Sink, Writer};
+
+use super::Progress;
+
+/// Files are cut into independent segments at multiples of this (format.md 8.2).
+pub const SEGMENT: u64 = 16 << 20;
+
+pub enum Input {
+    /// Read the whole file (small files without holes).
+    Whole(Arc<PathBuf>),
+    /// Read `len` bytes at `offset`.
+    Range(Arc<PathBuf>, u64, u64),
+    /// Bytes already read (a stream); `offset` is their position in the stream.
+    Owned(Vec<u8>, u64),
+}
+
+pub struct Job {
+    pub slot: usize,
+    pub seg: usize,
+    pub input: Input,
+}
+
+pub struct Done {
+    pub slot: usize,
+    pub seg: usize,
+    pub result: std::result::Result<Segment, String>,
+}
+
+pub struct Segment {
+    pub chunks: Vec<ChunkRef>,
+    /// Bytes actually read (a whole-file read takes what is there at that moment).
+    pub read: u64,
+    /// The job read the whole file, so `read` is its size.
+    pub whole: bool,
+}
+
+#[derive(Clone, Copy)]
+pub enum Chunking {
+    Cdc(ChunkerSizes),
+    Fixed(u32),
+}
+
+pub struct Worker<'w, 'v> {
+    pub writer: &'w Writer<'v>,
+    pub chunking: Chunking,
+    pub progress: &'w Progress,
+    pub sink: Sink,
+    pub buf: Vec<u8>,
+}
+
+fn open_noatime(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NOATIME spares a metadata write per file but is refused on files we do not own.
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        Err(e) => Err(e),
+    }
+}
+
+impl Worker<'_, '_> {
+    /// Process one job. `Err(String)` is a problem with the input file (skip it); `Err` of the
+    /// outer result is a failure of the vault (abort the backup).
+    pub fn run(&mut self, job: Job) -> Result<std::result::Result<Segment, String>> {
+        let whole = matches!(job.input, Input::Whole(_));
+        let (base, owned) = match job.input {
+            Input::Whole(path) => {
+                self.buf.clear();
+                let r = open_noatime(&path).and_then(|mut f| f.read_to_end(&mut self.buf));
+                if let Err(e) = r {
+                    return Ok(Err(e.to_string()));
+                }
+                (0, None)
+            }
+            Input::Range(path, offset, len) => {
+                self.buf.clear();
+                self.buf.resize(len as usize, 0);
+                let r = open_noatime(&path).and_then(|f| read_full_at(&f, &mut self.buf, offset));
+                match r {
+                    Ok(n) => self.buf.truncate(n),
+                    Err(e) => return Ok(Err(e.to_string())),
+                }
+                (offset, None)
+            }
+            Input::Owned(data, offset) => (offset, Some(data)),
+        };
+        let data = owned.as_deref().unwrap_or(&self.buf);
+        let chunks = chunk_and_store(self.writer, &mut self.sink, self.chunking, data, base)?;
+        self.progress.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(Ok(Segment {
+            chunks,
+            read: data.len() as u64,
+            whole,
+        }))
+    }
+}
+
+fn read_full_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Cut `data` (which starts at `base` in its file) into chunks and store the new ones.
+pub fn chunk_and_store(
+    writer: &Writer<'_>,
+    sink: &mut Sink,
+    chunking: Chunking,
+    data: &[u8],
+    base: u64,
+) -> Result<Vec<ChunkRef>> {
+    let mut out = Vec::new();
+    let mut put = |off: usize, len: usize, sink: &mut Sink| -> Result<()> {
+        let piece = &data[off..off + len];
+        let (id, _) = writer.store(sink, Kind::Data, piece)?;
+        out.push(ChunkRef(base + off as u64, id, len as u32));
+        Ok(())
+    };
+    match chunking {
+        Chunking::Cdc(s) => {
+            if data.len() <= s.min as usize {
+                if !data.is_empty() {
+                    put(0, data.len(), sink)?;
+                }
+            } else {
+                for c in fastcdc::v2020::FastCDC::new(data, s.min, s.avg, s.max) {
+                    put(c.offset, c.length, sink)?;
+                }
+            }
+        }
+        Chunking::Fixed(n) => {
+            let mut off = 0;
+            while off < data.len() {
+                let len = (n as usize).min(data.len() - off);
+                put(off, len, sink)?;
+                off += len;
+            }
+        }
+    }
+    Ok(out)
+}

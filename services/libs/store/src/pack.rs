@@ -1,0 +1,255 @@
+//! Pack files (docs/format.md section 5): blobs appended back to back, then a trailer listing
+//! them and a footer that makes a complete pack recognisable.
+
+use std::path::PathBuf;
+
+use crate::blob::Kind;
+use crate::id::{Id, PackId};
+use crate::io::WriteFile;
+
+pub const TARGET_SIZE: u64 = 32 << 20;
+pub const ENTRY_LEN: usize = 80;
+pub const FOOTER_LEN: usize = 72;
+const MAGIC: &[u8; 8] = b"TVPACK01";
+const VERSION: u32 = 1;
+/// Staged bytes are handed to the file in writes of about this size.
+const WRITE_SIZE: usize = 4 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: Id,
+    pub digest: Id,
+    pub offset: u64,
+    pub len: u32,
+    pub kind: Kind,
+}
+
+impl PackEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.digest.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.push(self.kind as u8);
+        out.extend_from_slice(&[0; 3]);
+    }
+
+    fn decode(b: &[u8]) -> Result<PackEntry, String> {
+        let id = Id(b[0..32].try_into().map_err(|_| "entry id")?);
+        let digest = Id(b[32..64].try_into().map_err(|_| "entry digest")?);
+        let offset = u64::from_le_bytes(b[64..72].try_into().map_err(|_| "entry offset")?);
+        let len = u32::from_le_bytes(b[72..76].try_into().map_err(|_| "entry length")?);
+        let kind = Kind::from_u8(b[76]).ok_or_else(|| format!("entry for {id}: unknown kind {}", b[76]))?;
+        Ok(PackEntry {
+            id,
+            digest,
+            offset,
+            len,
+            kind,
+        })
+    }
+}
+
+/// Read the trailer of a complete pack, given the file's length and a reader of byte ranges.
+/// Any failure means "not a complete, intact pack" and says why.
+pub fn read_trailer(
+    pack: &PackId,
+    file_len: u64,
+    read_at: impl Fn(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Vec<PackEntry>, String> {
+    if file_len < FOOTER_LEN as u64 {
+        return Err(format!("{file_len} bytes is too short for a pack footer"));
+    }
+    let footer = read_at(file_len - FOOTER_LEN as u64, FOOTER_LEN).map_err(|e| format!("reading footer: {e}"))?;
+    let (count, trailer_off) = parse_footer(pack, &footer)?;
+    let trailer_len = count as u64 * ENTRY_LEN as u64;
+    if trailer_off.checked_add(trailer_len) != Some(file_len - FOOTER_LEN as u64) {
+        return Err("footer's trailer offset and count do not match the file length".into());
+    }
+    let trailer = read_at(trailer_off, trailer_len as usize).map_err(|e| format!("reading trailer: {e}"))?;
+    let digest = &footer[40..72];
+    if blake3::hash(&trailer).as_bytes() != digest {
+        return Err("trailer digest mismatch".into());
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut expect = 0u64;
+    for raw in trailer.chunks_exact(ENTRY_LEN) {
+        let e = PackEntry::decode(raw)?;
+        if e.offset != expect {
+            return Err(format!("blob {} at offset {} breaks the blob sequence", e.id, e.offset));
+        }
+        expect = e.offset + e.len as u64;
+        entries.push(e);
+    }
+    if expect != trailer_off {
+        return Err("blobs do not end where the trailer starts".into());
+    }
+    Ok(entries)
+}
+
+fn parse_footer(pack: &PackId, f: &[u8]) -> Result<(u32, u64), String> {
+    if &f[0..8] != MAGIC {
+        return Err("no pack footer (bad magic)".into());
+    }
+    let version = u32::from_le_bytes(f[8..12].try_into().map_err(|_| "footer")?);
+    if version != VERSION {
+        return Err(format!("unknown pack version {version}"));
+    }
+    let count = u32::from_le_bytes(f[12..16].try_into().map_err(|_| "footer")?);
+    let off = u64::from_le_bytes(f[16..24].try_into().map_err(|_| "footer")?);
+    if f[24..40] != pack.0 {
+        return Err("footer names another pack id than the file name".into());
+    }
+    Ok((count, off))
+}
+
+/// A pack that has been fully written but not yet made durable.
+pub struct FinishedPack {
+    pub id: PackId,
+    pub file: Box<dyn WriteFile>,
+    pub tmp_path: PathBuf,
+    pub len: u64,
+    pub entries: Vec<PackEntry>,
+}
+
+/// Appends stored blobs to one open pack file, staging them into large writes.
+pub struct PackWriter {
+    pub id: PackId,
+    file: Box<dyn WriteFile>,
+    tmp_path: PathBuf,
+    staged: Vec<u8>,
+    written: u64,
+    entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    pub fn new(id: PackId, file: Box<dyn WriteFile>, tmp_path: PathBuf) -> PackWriter {
+        PackWriter {
+            id,
+            file,
+            tmp_path,
+            staged: Vec::with_capacity(WRITE_SIZE + (1 << 20)),
+            written: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.written + self.staged.len() as u64
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.size() >= TARGET_SIZE
+    }
+
+    /// The buffer to append the next stored blob to; call `commit_blob` after appending.
+    pub fn staging(&mut self) -> &mut Vec<u8> {
+        &mut self.staged
+    }
+
+    /// Record the blob appended to the staging buffer since `start` (a staging length).
+    pub fn commit_blob(&mut self, id: Id, kind: Kind, start: usize) -> std::io::Result<()> {
+        let bytes = &self.staged[start..];
+        let entry = PackEntry {
+            id,
+            digest: Id::digest(bytes),
+            offset: self.written + start as u64,
+            len: bytes.len() as u32,
+            kind,
+        };
+        self.entries.push(entry);
+        if self.staged.len() >= WRITE_SIZE {
+            self.flush_staged()?;
+        }
+        Ok(())
+    }
+
+    /// Append an already stored blob.
+    #[cfg(test)]
+    pub fn push_stored(&mut self, id: Id, kind: Kind, stored: &[u8]) -> std::io::Result<()> {
+        let start = self.staged.len();
+        self.staged.extend_from_slice(stored);
+        self.commit_blob(id, kind, start)
+    }
+
+    fn flush_staged(&mut self) -> std::io::Result<()> {
+        let next = self
+            .file
+            .recycle()
+            .map(|mut b| {
+                b.clear();
+                b
+            })
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_SIZE + (1 << 20)));
+        let buf = std::mem::replace(&mut self.staged, next);
+        let n = buf.len() as u64;
+        self.file.write_at(self.written, buf)?;
+        self.written += n;
+        Ok(())
+    }
+
+    /// Append trailer and footer and hand the pack over for fsync and rename.
+    pub fn finish(mut self) -> std::io::Result<FinishedPack> {
+        let trailer_off = self.size();
+        let mut trailer = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
+        for e in &self.entries {
+            e.encode(&mut trailer);
+        }
+        let digest = blake3::hash(&trailer);
+        self.staged.extend_from_slice(&trailer);
+        self.staged.extend_from_slice(MAGIC);
+        self.staged.extend_from_slice(&VERSION.to_le_bytes());
+        self.staged.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.staged.extend_from_slice(&trailer_off.to_le_bytes());
+        self.staged.extend_from_slice(&self.id.0);
+        self.staged.extend_from_slice(digest.as_bytes());
+        self.flush_staged()?;
+        Ok(FinishedPack {
+            id: self.id,
+            file: self.file,
+            tmp_path: self.tmp_path,
+            len: self.written,
+            entries: self.entries,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{Io, PlainIo};
+
+    #[test]
+    fn written_pack_reads_back_and_damage_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p");
+        let io = PlainIo::new(false);
+        let id = PackId::random();
+        let mut w = PackWriter::new(id, io.create(&path).expect("create"), path.clone());
+        for i in 0..100u32 {
+            let data = vec![i as u8; 1000 + i as usize];
+            w.push_stored(Id::digest(&data), Kind::Data, &data).expect("push");
+        }
+        let mut fin = w.finish().expect("finish");
+        fin.file.sync().expect("sync");
+        let bytes = std::fs::read(&path).expect("read");
+        let reader = |b: &[u8]| {
+            let b = b.to_vec();
+            move |off: u64, len: usize| Ok(b[off as usize..off as usize + len].to_vec())
+        };
+        let entries = read_trailer(&id, bytes.len() as u64, reader(&bytes)).expect("trailer");
+        assert_eq!(entries, fin.entries);
+        assert_eq!(entries.len(), 100);
+        for e in &entries {
+            let blob = &bytes[e.offset as usize..(e.offset + e.len as u64) as usize];
+            assert_eq!(Id::digest(blob), e.digest);
+        }
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 80] ^= 1;
+        assert!(read_trailer(&id, n as u64, reader(&bad)).is_err());
+        let truncated = &bytes[..n - 1];
+        assert!(read_trailer(&id, truncated.len() as u64, reader(truncated)).is_err());
+        assert!(read_trailer(&PackId::random(), n as u64, reader(&bytes)).is_err());
+    }
+}

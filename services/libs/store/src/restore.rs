@@ -1,0 +1,386 @@
+//! Restore: the main thread recreates directories, links and special files and creates each
+//! regular file at its full size (so holes stay holes); workers read, authenticate and write
+//! the chunks in parallel and set each file's metadata once its last chunk is written.
+//! Directory metadata is applied last, deepest first.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::browse::{self, Found};
+use crate::codec::Decoder;
+use crate::error::{Error, IoContext, Result};
+use crate::fsmeta;
+use crate::snapshot::Snapshot;
+use crate::tree::{ChunkRef, Entry, NodeType, Tree};
+use crate::vault::Vault;
+
+/// At most this many chunks per worker job, so one large file spreads over all workers.
+const JOB_CHUNKS: usize = 64;
+
+pub enum Target {
+    /// Restore under this directory.
+    Dir(PathBuf),
+    /// Restore every backed-up path where it came from.
+    InPlace,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub overwrite: bool,
+    pub threads: usize,
+}
+
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Files whose content could not be restored intact: (path, reason).
+    pub damaged: Vec<(PathBuf, String)>,
+    /// Entries that could not be recreated (device nodes without privilege, …).
+    pub warnings: Vec<(PathBuf, String)>,
+}
+
+struct FileTask {
+    file: File,
+    path: PathBuf,
+    entry: Entry,
+    remaining: AtomicUsize,
+}
+
+struct Job {
+    task: Arc<FileTask>,
+    chunks: Vec<ChunkRef>,
+}
+
+pub fn restore(
+    vault: &Vault,
+    snap: &Snapshot,
+    subpath: Option<&[u8]>,
+    target: &Target,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Report> {
+    let sub = browse::components(subpath.unwrap_or(b""));
+    // Each (entry, destination) pair to restore.
+    let mut roots: Vec<(Entry, PathBuf)> = Vec::new();
+    let root_tree = vault.read_tree(&snap.body.root)?;
+    match target {
+        Target::Dir(t) => {
+            check_target(t, opts.overwrite)?;
+            std::fs::create_dir_all(t).ctx("creating restore target", t)?;
+            match browse::find(vault, snap, subpath.unwrap_or(b""))? {
+                Found::Root(tree) => roots.extend(tree.entries.into_iter().map(|e| {
+                    let d = t.join(OsStr::from_bytes(&e.name));
+                    (e, d)
+                })),
+                Found::Entry(e) => {
+                    let mut d = t.clone();
+                    for c in &sub {
+                        d.push(OsStr::from_bytes(c));
+                    }
+                    if let Some(parent) = d.parent() {
+                        std::fs::create_dir_all(parent).ctx("creating", parent)?;
+                    }
+                    roots.push((e, d));
+                }
+            }
+        }
+        Target::InPlace => {
+            for (e, src) in root_tree.entries.iter().zip(in_place_paths(snap, &root_tree)) {
+                if !sub.is_empty() && sub[0] != e.name.as_slice() {
+                    continue;
+                }
+                let Some(src) = src else { continue };
+                if sub.len() <= 1 {
+                    roots.push((e.clone(), src));
+                } else if let Found::Entry(found) = browse::find(vault, snap, subpath.unwrap_or(b""))? {
+                    let mut d = src;
+                    for c in &sub[1..] {
+                        d.push(OsStr::from_bytes(c));
+                    }
+                    roots.push((found, d));
+                }
+            }
+            if roots.is_empty() {
+                return Err(Error::NoSuchPath {
+                    snapshot: snap.short_id(),
+                    path: String::from_utf8_lossy(subpath.unwrap_or(b"")).into_owned(),
+                });
+            }
+        }
+    }
+
+    let threads = opts.threads.max(1);
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 8);
+    let damaged = Mutex::new(Vec::new());
+    let as_root = rustix::process::geteuid().is_root();
+    let mut report = Report::default();
+    let mut planner = Planner {
+        vault,
+        tx,
+        as_root,
+        overwrite: opts.overwrite || matches!(target, Target::InPlace),
+        dirs: Vec::new(),
+        links: HashMap::new(),
+        report: &mut report,
+        progress,
+    };
+    std::thread::scope(|s| -> Result<()> {
+        for i in 0..threads {
+            let rx = rx.clone();
+            let damaged = &damaged;
+            std::thread::Builder::new()
+                .name(format!("restore-{i}"))
+                .spawn_scoped(s, move || {
+                    let mut dec = Decoder::new();
+                    let mut buf = Vec::new();
+                    for job in rx {
+                        if let Err(e) = write_job(vault, &job, &mut dec, &mut buf, progress) {
+                            damaged.lock().unwrap_or_else(|p| p.into_inner()).push((job.task.path.clone(), e.to_string()));
+                        }
+                        if job.task.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            finish_file(&job.task, as_root, damaged);
+                        }
+                    }
+                })
+                .expect("spawning a restore worker");
+        }
+        drop(rx);
+        let res = (|| {
+            for (e, dest) in &roots {
+                planner.restore_entry(e, dest)?;
+            }
+            Ok(())
+        })();
+        drop(std::mem::replace(&mut planner.tx, crossbeam_channel::bounded(0).0));
+        res
+    })?;
+    // Directories last, deepest first, so their times are not moved by their children.
+    let dirs = std::mem::take(&mut planner.dirs);
+    for (path, e) in dirs.iter().rev() {
+        if let Err(err) = fsmeta::apply_metadata(path, e, as_root) {
+            report.warnings.push((path.clone(), format!("setting metadata: {err}")));
+        }
+    }
+    let mut d = damaged.into_inner().unwrap_or_else(|p| p.into_inner());
+    d.sort();
+    d.dedup_by(|a, b| a.0 == b.0);
+    report.damaged = d;
+    Ok(report)
+}
+
+/// Where each root entry was backed up from (for --in-place).
+fn in_place_paths(snap: &Snapshot, root: &Tree) -> Vec<Option<PathBuf>> {
+    root.entries
+        .iter()
+        .map(|e| {
+            snap.body
+                .paths
+                .iter()
+                .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+                .find(|p| p.file_name().map(|n| n.as_bytes()) == Some(e.name.as_slice()))
+                .filter(|p| p.is_absolute())
+        })
+        .collect()
+}
+
+fn check_target(t: &Path, overwrite: bool) -> Result<()> {
+    match std::fs::read_dir(t) {
+        Ok(mut rd) => {
+            if rd.next().is_some() && !overwrite {
+                return Err(Error::TargetNotEmpty { path: t.to_path_buf() });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("opening restore target", t, e)),
+    }
+}
+
+struct Planner<'a, 'v> {
+    vault: &'v Vault,
+    tx: crossbeam_channel::Sender<Job>,
+    as_root: bool,
+    overwrite: bool,
+    dirs: Vec<(PathBuf, Entry)>,
+    links: HashMap<(u64, u64), PathBuf>,
+    report: &'a mut Report,
+    progress: &'a Progress,
+}
+
+impl Planner<'_, '_> {
+    fn warn(&mut self, path: &Path, msg: impl std::fmt::Display) {
+        self.report.warnings.push((path.to_path_buf(), msg.to_string()));
+    }
+
+    /// Remove what is in the way of `dest`, unless it is a directory we will reuse.
+    fn clear(&self, dest: &Path, keep_dir: bool) -> Result<()> {
+        match std::fs::symlink_metadata(dest) {
+            Ok(md) if md.is_dir() => {
+                if !keep_dir {
+                    std::fs::remove_dir_all(dest).ctx("replacing", dest)?;
+                }
+            }
+            Ok(_) => std::fs::remove_file(dest).ctx("replacing", dest)?,
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    fn restore_entry(&mut self, e: &Entry, dest: &Path) -> Result<()> {
+        if self.overwrite {
+            self.clear(dest, e.kind == NodeType::Dir)?;
+        }
+        match e.kind {
+            NodeType::Dir => {
+                match std::fs::create_dir(dest) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {}
+                    Err(err) => return Err(Error::io("creating directory", dest, err)),
+                }
+                self.report.dirs += 1;
+                if !e.xattrs.is_empty() {
+                    if let Err(err) = fsmeta::set_xattrs(dest, &e.xattrs) {
+                        self.warn(dest, format!("setting xattrs: {err}"));
+                    }
+                }
+                self.dirs.push((dest.to_path_buf(), e.clone()));
+                if let Some(id) = e.subtree {
+                    let tree = self.vault.read_tree(&id)?;
+                    for c in &tree.entries {
+                        self.restore_entry(c, &dest.join(OsStr::from_bytes(&c.name)))?;
+                    }
+                }
+            }
+            NodeType::File => self.restore_file(e, dest)?,
+            NodeType::Symlink => {
+                let target: &[u8] = e.target.as_ref().map_or(&[], |t| t.as_slice());
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), dest).ctx("creating symlink", dest)?;
+                self.finish_simple(e, dest);
+            }
+            NodeType::Fifo | NodeType::CharDev | NodeType::BlockDev => {
+                use rustix::fs::{mknodat, FileType, Mode, CWD};
+                let ft = match e.kind {
+                    NodeType::Fifo => FileType::Fifo,
+                    NodeType::CharDev => FileType::CharacterDevice,
+                    _ => FileType::BlockDevice,
+                };
+                match mknodat(CWD, dest, ft, Mode::from_raw_mode(e.mode), e.rdev.unwrap_or(0)) {
+                    Ok(()) => self.finish_simple(e, dest),
+                    Err(err) => self.warn(dest, format!("creating {}: {err}", e.kind.name())),
+                }
+            }
+            NodeType::Socket => self.warn(dest, "sockets are not restored"),
+        }
+        Ok(())
+    }
+
+    fn finish_simple(&mut self, e: &Entry, dest: &Path) {
+        if let Err(err) = fsmeta::set_xattrs(dest, &e.xattrs).and_then(|_| fsmeta::apply_metadata(dest, e, self.as_root)) {
+            self.warn(dest, format!("setting metadata: {err}"));
+        }
+    }
+
+    fn restore_file(&mut self, e: &Entry, dest: &Path) -> Result<()> {
+        if e.nlink > 1 {
+            if let Some(first) = self.links.get(&(e.dev, e.ino)) {
+                std::fs::hard_link(first, dest).ctx("creating hard link", dest)?;
+                self.report.files += 1;
+                return Ok(());
+            }
+            self.links.insert((e.dev, e.ino), dest.to_path_buf());
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .ctx("creating file", dest)?;
+        let size = e.size.unwrap_or(0);
+        file.set_len(size).ctx("sizing file", dest)?;
+        let chunks = match &e.content {
+            Some(c) => self.vault.chunk_list(c)?,
+            None => Vec::new(),
+        };
+        self.report.files += 1;
+        self.report.bytes += size;
+        self.progress.files.fetch_add(1, Ordering::Relaxed);
+        self.progress.bytes_total.fetch_add(size, Ordering::Relaxed);
+        let groups: Vec<Vec<ChunkRef>> = chunks.chunks(JOB_CHUNKS).map(<[ChunkRef]>::to_vec).collect();
+        let task = Arc::new(FileTask {
+            file,
+            path: dest.to_path_buf(),
+            entry: e.clone(),
+            remaining: AtomicUsize::new(groups.len().max(1)),
+        });
+        if groups.is_empty() {
+            let none = Mutex::new(Vec::new());
+            finish_file(&task, self.as_root, &none);
+            for (p, m) in none.into_inner().unwrap_or_default() {
+                self.warn(&p, m);
+            }
+            return Ok(());
+        }
+        for g in groups {
+            if self.tx.send(Job { task: task.clone(), chunks: g }).is_err() {
+                return Err(Error::Invalid("restore workers stopped".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_job(vault: &Vault, job: &Job, dec: &mut Decoder, buf: &mut Vec<u8>, progress: &Progress) -> Result<()> {
+    let mut first_err = None;
+    for c in &job.chunks {
+        let res = (|| -> Result<()> {
+            let plain = {
+                let loc = vault.index().get(&c.1).ok_or(Error::MissingBlob(c.1))?;
+                vault.read_stored(&c.1, &loc, buf)?;
+                let pack = vault.index().packs[loc.pack as usize].id.hex();
+                dec.decode(vault.keys(), &c.1, buf)
+                    .map_err(|reason| Error::CorruptBlob { id: c.1, pack, reason })?
+            };
+            if plain.len() != c.2 as usize {
+                return Err(Error::CorruptTree {
+                    id: c.1,
+                    reason: format!("chunk is {} bytes, the file's list says {}", plain.len(), c.2),
+                });
+            }
+            job.task.file.write_all_at(plain, c.0).ctx("writing", &job.task.path)?;
+            progress.bytes_done.fetch_add(c.2 as u64, Ordering::Relaxed);
+            Ok(())
+        })();
+        if let Err(e) = res {
+            // Keep going: the rest of the file is still worth restoring.
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn finish_file(task: &FileTask, as_root: bool, problems: &Mutex<Vec<(PathBuf, String)>>) {
+    let e = &task.entry;
+    let res = fsmeta::set_xattrs(&task.path, &e.xattrs).and_then(|_| fsmeta::apply_metadata(&task.path, e, as_root));
+    if let Err(err) = res {
+        problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((task.path.clone(), format!("setting metadata: {err}")));
+    }
+}

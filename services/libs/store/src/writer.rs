@@ -1,0 +1,255 @@
+//! The write side of a vault: per-worker blob sinks that dedup, compress, seal and append
+//! blobs to their own pack, a flusher thread that makes finished packs durable, and the
+//! commit that indexes them (docs/format.md section 9).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::blob::Kind;
+use crate::codec::{encode_refs, Encoder};
+use crate::error::{Error, IoContext, Result};
+use crate::id::{Id, IdSet, PackId};
+use crate::index::PackInfo;
+use crate::io::Io;
+use crate::pack::{FinishedPack, PackWriter};
+use crate::vault::Vault;
+
+const SHARDS: usize = 64;
+
+/// Counters of what a write session added.
+#[derive(Default, Debug)]
+pub struct WriteStats {
+    pub new_blobs: AtomicU64,
+    pub stored_bytes: AtomicU64,
+    pub new_plain_bytes: AtomicU64,
+}
+
+/// One write session: at most one per command, shared by its worker threads.
+pub struct Writer<'v> {
+    vault: &'v Vault,
+    /// Ids stored by this session, sharded so workers rarely contend.
+    fresh: Vec<Mutex<IdSet>>,
+    to_flusher: Option<Sender<FinishedPack>>,
+    flusher: Option<JoinHandle<FlushOutcome>>,
+    pub stats: WriteStats,
+    dir: u16,
+}
+
+struct FlushOutcome {
+    done: Vec<PackInfo>,
+    paths: Vec<PathBuf>,
+    error: Option<Error>,
+}
+
+/// A worker's private state: its encoder (zstd context, key stream) and open pack.
+pub struct Sink {
+    enc: Encoder,
+    pack: Option<PackWriter>,
+}
+
+impl<'v> Writer<'v> {
+    pub fn new(vault: &'v Vault) -> Writer<'v> {
+        let (tx, rx) = crossbeam_channel::bounded::<FinishedPack>(4);
+        let io = vault.io().clone();
+        let dirs: Vec<PathBuf> = vault.data_dirs().to_vec();
+        let dir = 0u16;
+        let flusher = std::thread::Builder::new()
+            .name("pack-flusher".into())
+            .spawn(move || flush_loop(io, dirs, dir, rx))
+            .expect("spawning the pack flusher thread");
+        Writer {
+            vault,
+            fresh: (0..SHARDS).map(|_| Mutex::new(IdSet::default())).collect(),
+            to_flusher: Some(tx),
+            flusher: Some(flusher),
+            stats: WriteStats::default(),
+            dir,
+        }
+    }
+
+    pub fn sink(&self) -> Result<Sink> {
+        Ok(Sink {
+            enc: Encoder::new(self.vault.keys(), self.vault.config().compression_level)?,
+            pack: None,
+        })
+    }
+
+    /// True if the blob is already stored (in the vault or by this session); otherwise claims
+    /// it for the caller, who must then store it.
+    fn claim(&self, id: &Id) -> bool {
+        if self.vault.index().contains(id) {
+            return false;
+        }
+        let shard = &self.fresh[id.0[31] as usize % SHARDS];
+        shard.lock().unwrap_or_else(|e| e.into_inner()).insert(*id)
+    }
+
+    /// Store a data or meta blob unless present; returns its id and whether it was new.
+    pub fn store(&self, sink: &mut Sink, kind: Kind, plain: &[u8]) -> Result<(Id, bool)> {
+        let id = sink.enc.keys().blob_id(plain);
+        let new = self.store_with_id(sink, id, kind, plain)?;
+        Ok((id, new))
+    }
+
+    /// As `store`, for a caller that computed the id already.
+    pub fn store_with_id(&self, sink: &mut Sink, id: Id, kind: Kind, plain: &[u8]) -> Result<bool> {
+        if !self.claim(&id) {
+            return Ok(false);
+        }
+        let pack = self.pack_for(&mut sink.pack)?;
+        let start = pack.staging().len();
+        let n = sink.enc.encode(&id, kind, plain, pack.staging())?;
+        pack.commit_blob(id, kind, start).map_err(|e| self.pack_err(&pack.id, e))?;
+        self.account(n, plain.len());
+        self.maybe_rotate(sink)?;
+        Ok(true)
+    }
+
+    /// Store a refs blob (plaintext, unkeyed id).
+    pub fn store_refs(&self, sink: &mut Sink, plain: &[u8]) -> Result<Id> {
+        let id = Id::digest(plain);
+        if self.claim(&id) {
+            let pack = self.pack_for(&mut sink.pack)?;
+            let start = pack.staging().len();
+            encode_refs(plain, pack.staging());
+            let n = pack.staging().len() - start;
+            pack.commit_blob(id, Kind::Refs, start).map_err(|e| self.pack_err(&pack.id, e))?;
+            self.account(n, plain.len());
+            self.maybe_rotate(sink)?;
+        }
+        Ok(id)
+    }
+
+    fn account(&self, stored: usize, plain: usize) {
+        self.stats.new_blobs.fetch_add(1, Ordering::Relaxed);
+        self.stats.stored_bytes.fetch_add(stored as u64, Ordering::Relaxed);
+        self.stats.new_plain_bytes.fetch_add(plain as u64, Ordering::Relaxed);
+    }
+
+    fn pack_err(&self, id: &PackId, e: std::io::Error) -> Error {
+        Error::io("writing pack", self.vault.data_dirs()[self.dir as usize].join("tmp").join(id.hex()), e)
+    }
+
+    fn pack_for<'s>(&self, slot: &'s mut Option<PackWriter>) -> Result<&'s mut PackWriter> {
+        if slot.is_none() {
+            let id = PackId::random();
+            let tmp = self.vault.data_dirs()[self.dir as usize].join("tmp").join(id.hex());
+            let file = self.vault.io().create(&tmp).ctx("creating pack", &tmp)?;
+            *slot = Some(PackWriter::new(id, file, tmp));
+        }
+        Ok(slot.as_mut().expect("just set"))
+    }
+
+    fn maybe_rotate(&self, sink: &mut Sink) -> Result<()> {
+        if sink.pack.as_ref().is_some_and(PackWriter::is_full) {
+            self.finish_sink(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Close the sink's pack (if any) and queue it for fsync and rename.
+    pub fn finish_sink(&self, sink: &mut Sink) -> Result<()> {
+        if let Some(p) = sink.pack.take() {
+            let id = p.id;
+            let fin = p.finish().map_err(|e| self.pack_err(&id, e))?;
+            let tx = self.to_flusher.as_ref().expect("flusher open until commit");
+            if tx.send(fin).is_err() {
+                return Err(Error::Invalid("pack flusher stopped".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_flusher(&mut self) -> Result<FlushOutcome> {
+        drop(self.to_flusher.take());
+        let h = self.flusher.take().expect("flusher joined once");
+        h.join().map_err(|_| Error::Invalid("pack flusher panicked".into()))
+    }
+
+    /// Make every pack of this session durable and indexed. Returns the packs.
+    pub fn commit(mut self) -> Result<Vec<PackInfo>> {
+        let out = self.stop_flusher()?;
+        if let Some(e) = out.error {
+            remove_all(self.vault.io().as_ref(), &out.paths);
+            return Err(e);
+        }
+        if !out.done.is_empty() {
+            if let Err(e) = self.vault.write_index_part(&out.done) {
+                remove_all(self.vault.io().as_ref(), &out.paths);
+                return Err(e);
+            }
+        }
+        Ok(out.done)
+    }
+
+    /// Give up: remove this session's packs (nobody else can know them: they are not indexed).
+    pub fn abort(mut self) {
+        if let Ok(out) = self.stop_flusher() {
+            remove_all(self.vault.io().as_ref(), &out.paths);
+        }
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if self.flusher.is_some() {
+            if let Ok(out) = self.stop_flusher() {
+                remove_all(self.vault.io().as_ref(), &out.paths);
+            }
+        }
+    }
+}
+
+fn remove_all(io: &dyn Io, paths: &[PathBuf]) {
+    for p in paths {
+        if let Err(e) = io.remove_file(p) {
+            tracing::warn!("could not remove unused pack {}: {e}", p.display());
+        }
+    }
+}
+
+fn flush_loop(io: Arc<dyn Io>, dirs: Vec<PathBuf>, dir: u16, rx: Receiver<FinishedPack>) -> FlushOutcome {
+    let mut out = FlushOutcome {
+        done: Vec::new(),
+        paths: Vec::new(),
+        error: None,
+    };
+    let base = &dirs[dir as usize];
+    for mut fin in rx {
+        out.paths.push(fin.tmp_path.clone());
+        if out.error.is_some() {
+            continue;
+        }
+        let hex = fin.id.hex();
+        let sub = base.join(&hex[..2]);
+        let dest = sub.join(&hex);
+        let res = (|| -> std::io::Result<()> {
+            fin.file.sync()?;
+            drop(fin.file);
+            if !sub.exists() {
+                io.create_dir_all(&sub)?;
+                io.sync_dir(base)?;
+            }
+            io.rename(&fin.tmp_path, &dest)?;
+            io.sync_dir(&sub)
+        })();
+        match res {
+            Ok(()) => {
+                out.paths.pop();
+                out.paths.push(dest);
+                out.done.push(PackInfo {
+                    id: fin.id,
+                    dir,
+                    len: fin.len,
+                    entries: fin.entries,
+                });
+            }
+            Err(e) => out.error = Some(Error::io("making pack durable", dest, e)),
+        }
+    }
+    out
+}
