@@ -120,9 +120,26 @@ const KEYWORDS: &[&str] = &[
     "async", "await", "break", "continue", "loop", "in", "as", "type", "new", "null",
 ];
 const TYPES: &[&str] = &[
-    "u8", "u16", "u32", "u64", "usize", "i32", "i64", "f64", "bool", "String", "Vec<u8>",
-    "Option<usize>", "Result<()>", "Box<dyn Error>", "HashMap<String, u64>", "&str", "size_t",
-    "uint32_t", "&mut [u8]", "Arc<Mutex<State>>",
+    "u8",
+    "u16",
+    "u32",
+    "u64",
+    "usize",
+    "i32",
+    "i64",
+    "f64",
+    "bool",
+    "String",
+    "Vec<u8>",
+    "Option<usize>",
+    "Result<()>",
+    "Box<dyn Error>",
+    "HashMap<String, u64>",
+    "&str",
+    "size_t",
+    "uint32_t",
+    "&mut [u8]",
+    "Arc<Mutex<State>>",
 ];
 const OPS: &[&str] = &[
     "+", "-", "*", "/", "==", "!=", "<", ">", "<=", ">=", "&&", "||", "&", "|", "<<", ">>", "%",
@@ -141,7 +158,13 @@ const SYLLABLES: &[&str] = &[
     "add", "del", "run", "tx", "rx", "cb", "mgr", "srv", "cli", "db", "blk", "pg", "ino", "dir",
 ];
 const NAMES8: &[&[u8; 8]] = &[
-    b"sensor01", b"sensor02", b"gateway_", b"pump_a__", b"pump_b__", b"valve_17", b"meter_x_",
+    b"sensor01",
+    b"sensor02",
+    b"gateway_",
+    b"pump_a__",
+    b"pump_b__",
+    b"valve_17",
+    b"meter_x_",
     b"relay_09",
 ];
 
@@ -153,7 +176,7 @@ pub struct Vocab {
 
 impl Vocab {
     pub fn new(seed: u64, n: usize) -> Self {
-        let mut rng = Rng::new(derive_seed(seed, 0x766f_6361_62));
+        let mut rng = Rng::new(derive_seed(seed, 0x0076_6f63_6162));
         let mut idents = Vec::with_capacity(n);
         for _ in 0..n {
             let parts = 1 + rng.index(3);
@@ -729,7 +752,9 @@ pub fn edit_tree(dir: &Path, spec: &TreeSpec) -> Result<EditStats> {
         let size = ((draw_size(&mut rng) as f64 * plan.scale).round() as u64).max(1);
         let kind = draw_kind(&mut rng, size);
         let d = &plan.file_dirs[rng.index(plan.file_dirs.len())];
-        let p = dir.join(d).join(format!("added_{a}.{}", file_name(&mut rng, kind, a as u64)));
+        let p = dir
+            .join(d)
+            .join(format!("added_{a}.{}", file_name(&mut rng, kind, a as u64)));
         gen_content(&mut buf, kind, size as usize, rng.next_u64(), &vocab);
         fs::write(&p, &buf).with_context(|| format!("writing {}", p.display()))?;
         st.added += 1;

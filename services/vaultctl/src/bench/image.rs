@@ -166,7 +166,13 @@ fn generate_files(dir: &Path, spec: &ImageSpec) -> Result<u64> {
         let d = dir.join(DIRS[rng.index(DIRS.len())]);
         fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         let p = d.join(format!("file_{n}.{ext}"));
-        gen_content(&mut buf, kind, size as usize, derive_seed(spec.seed, 10 + n), &vocab);
+        gen_content(
+            &mut buf,
+            kind,
+            size as usize,
+            derive_seed(spec.seed, 10 + n),
+            &vocab,
+        );
         fs::write(&p, &buf).with_context(|| format!("writing {}", p.display()))?;
         fs::File::options()
             .write(true)
@@ -180,7 +186,12 @@ fn generate_files(dir: &Path, spec: &ImageSpec) -> Result<u64> {
 
 /// Builds the v1 image at `image` (`truncate -s SIZE` + `mkfs.ext4 -d`), using `scratch` for the
 /// source files (removed afterwards).
-pub fn build_image(mkfs: &Path, image: &Path, scratch: &Path, spec: &ImageSpec) -> Result<ImageStats> {
+pub fn build_image(
+    mkfs: &Path,
+    image: &Path,
+    scratch: &Path,
+    spec: &ImageSpec,
+) -> Result<ImageStats> {
     let _ = fs::remove_dir_all(scratch);
     fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let files = generate_files(scratch, spec)?;
@@ -284,7 +295,7 @@ mod tests {
         drop(f);
         let ext = data_extents(&a)?;
         let alloc: u64 = ext.iter().map(|e| e.1).sum();
-        assert!(alloc >= 8 << 20 && alloc < 32 << 20, "{ext:?}");
+        assert!((8 << 20..32 << 20).contains(&alloc), "{ext:?}");
         let b = tmp.join("b.img");
         copy_sparse(&a, &b)?;
         assert_eq!(fs::read(&a)?, fs::read(&b)?);

@@ -78,11 +78,9 @@ fn restic_version(exe: &Path) -> Option<String> {
 fn prepare_tree(data: &Path, spec: &TreeSpec, progress: &Progress) -> Result<(PathBuf, TreeStats)> {
     let dir = data.join("tree");
     let marker = data.join("tree.json");
-    if let Ok(m) = fs::read(&marker).map(|b| serde_json::from_slice::<TreeMarker>(&b)) {
-        if let Ok(m) = m {
-            if m.generator == GENERATOR_VERSION && &m.spec == spec && dir.is_dir() {
-                return Ok((dir, m.stats));
-            }
+    if let Ok(Ok(m)) = fs::read(&marker).map(|b| serde_json::from_slice::<TreeMarker>(&b)) {
+        if m.generator == GENERATOR_VERSION && &m.spec == spec && dir.is_dir() {
+            return Ok((dir, m.stats));
         }
     }
     progress.set(format!(
@@ -140,8 +138,8 @@ fn prepare_image(
 pub fn run(args: &BenchArgs, json: bool, quiet: bool) -> Result<()> {
     let started = now();
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let root = fs::canonicalize(&args.dir)
-        .with_context(|| format!("resolving {}", args.dir.display()))?;
+    let root =
+        fs::canonicalize(&args.dir).with_context(|| format!("resolving {}", args.dir.display()))?;
     let json_out = args
         .json_out
         .clone()
@@ -195,10 +193,7 @@ pub fn run(args: &BenchArgs, json: bool, quiet: bool) -> Result<()> {
         None => None,
     };
 
-    let machine = Machine::probe(
-        restic_ver,
-        mkfs.as_ref().map(|p| p.display().to_string()),
-    );
+    let machine = Machine::probe(restic_ver, mkfs.as_ref().map(|p| p.display().to_string()));
     let cores = machine.cores;
     let report = Report {
         schema: "tiervault-bench/1".into(),
@@ -231,7 +226,11 @@ pub fn run(args: &BenchArgs, json: bool, quiet: bool) -> Result<()> {
         restic,
         root: root.clone(),
         runs: args.runs as usize,
-        stage_limit: if args.quick { 512_000_000 / 20 } else { 512_000_000 },
+        stage_limit: if args.quick {
+            512_000_000 / 20
+        } else {
+            512_000_000
+        },
         progress,
         report,
         tree_stage_runs: Vec::new(),

@@ -309,7 +309,8 @@ impl Report {
             (IMAGE_FILE, TIERVAULT, IMAGE_DIR),
         ] {
             for (step, _) in STEPS {
-                if let (Some(o), Some(r)) = (self.med(ds, tool, step), self.med(rds, RESTIC, step)) {
+                if let (Some(o), Some(r)) = (self.med(ds, tool, step), self.med(rds, RESTIC, step))
+                {
                     comps.push(Comparison {
                         dataset: ds.into(),
                         step: step.into(),
@@ -378,7 +379,11 @@ impl Report {
             m.cores,
             m.ram_bytes as f64 / (1u64 << 30) as f64,
             m.kernel,
-            if m.os.is_empty() { String::new() } else { format!(" ({})", m.os) },
+            if m.os.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", m.os)
+            },
             self.runs
         );
         for n in &self.notes {
@@ -471,12 +476,18 @@ impl Report {
             }
             let _ = writeln!(o);
         };
-        row(o, "sample (MB)", &|s| format!("{:.1}", mb(s.median.bytes as f64)));
-        row(o, "read: open+read+close, warm cache", &|s| format!("{:.1}", s.mbps_read));
+        row(o, "sample (MB)", &|s| {
+            format!("{:.1}", mb(s.median.bytes as f64))
+        });
+        row(o, "read: open+read+close, warm cache", &|s| {
+            format!("{:.1}", s.mbps_read)
+        });
         row(o, "chunk", &|s| format!("{:.1}", s.mbps_chunk));
         row(o, "keyed BLAKE3", &|s| format!("{:.1}", s.mbps_hash));
         row(o, "zstd -3", &|s| format!("{:.1}", s.mbps_zstd));
-        row(o, "AES-256-GCM ring", &|s| format!("{:.1}", s.mbps_aes_ring));
+        row(o, "AES-256-GCM ring", &|s| {
+            format!("{:.1}", s.mbps_aes_ring)
+        });
         row(o, "AES-256-GCM aes-gcm (RustCrypto)", &|s| {
             format!("{:.1}", s.mbps_aes_rustcrypto)
         });
@@ -494,7 +505,9 @@ impl Report {
                 s.median.bytes as f64 / s.median.compressed_bytes.max(1) as f64
             )
         });
-        row(o, "one core, all stages", &|s| format!("{:.1}", s.median.mbps(s.median.total_s())));
+        row(o, "one core, all stages", &|s| {
+            format!("{:.1}", s.median.mbps(s.median.total_s()))
+        });
         row(o, "CEILING (cores / sum s-per-byte)", &|s| {
             format!("{:.1} ({} cores)", s.ceiling_mbps, s.cores)
         });
@@ -502,25 +515,39 @@ impl Report {
 
     fn render_results(&self, o: &mut String) {
         let has_restic = self.figures.iter().any(|f| f.tool == RESTIC);
-        let sections: [(&str, &[(&str, &str, &str)]); 2] = [
+        let sections: [Section; 2] = [
             (
                 "tree",
-                &[(TREE, TIERVAULT, ""), (TREE, TIERVAULT_NO_URING, " no io_uring")],
+                &[
+                    (TREE, TIERVAULT, ""),
+                    (TREE, TIERVAULT_NO_URING, " no io_uring"),
+                ],
             ),
             (
                 "image",
-                &[(IMAGE_DIR, TIERVAULT, " (dir)"), (IMAGE_FILE, TIERVAULT, " (--image)")],
+                &[
+                    (IMAGE_DIR, TIERVAULT, " (dir)"),
+                    (IMAGE_FILE, TIERVAULT, " (--image)"),
+                ],
             ),
         ];
         for (title, rows) in sections {
             let restic_ds = if title == "tree" { TREE } else { IMAGE_DIR };
-            if !self.figures.iter().any(|f| rows.iter().any(|r| r.0 == f.dataset)) {
+            if !self
+                .figures
+                .iter()
+                .any(|f| rows.iter().any(|r| r.0 == f.dataset))
+            {
                 continue;
             }
             let _ = writeln!(
                 o,
                 "\n{title}: MB/s of logical bytes{}; stored = growth of the vault/repository",
-                if title == "image" { " (apparent image size)" } else { "" }
+                if title == "image" {
+                    " (apparent image size)"
+                } else {
+                    ""
+                }
             );
             let _ = write!(
                 o,
@@ -584,11 +611,21 @@ impl Report {
                     has_restic,
                     self.figure(restic_ds, RESTIC, step),
                     rows.iter().all(|&(ds, tool, _)| {
-                        self.figure(ds, tool, step).and_then(|f| f.median.as_ref()).is_none()
+                        self.figure(ds, tool, step)
+                            .and_then(|f| f.median.as_ref())
+                            .is_none()
                     }),
                 ) {
                     // Our side failed or did not run: still show restic's figure.
-                    let _ = write!(o, "  {:<34} {:>8} {:>8} {:>9} {:>10}", format!("{label} (restic only)"), "-", "-", "-", "-");
+                    let _ = write!(
+                        o,
+                        "  {:<34} {:>8} {:>8} {:>9} {:>10}",
+                        format!("{label} (restic only)"),
+                        "-",
+                        "-",
+                        "-",
+                        "-"
+                    );
                     match &r.median {
                         Some(m) => {
                             let _ = write!(
@@ -617,6 +654,9 @@ impl Report {
         }
     }
 }
+
+/// A table section: title and its rows (dataset, tool, label suffix).
+type Section<'a> = (&'a str, &'a [(&'a str, &'a str, &'a str)]);
 
 fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 {

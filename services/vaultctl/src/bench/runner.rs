@@ -58,10 +58,10 @@ fn wait_with_rusage(pid: libc::pid_t) -> std::io::Result<(i32, u64)> {
 pub fn run_measured(cmd: &mut Command, log: &Path) -> Result<ChildRun> {
     let out_path = log.with_extension("out");
     let err_path = log.with_extension("err");
-    let out = fs::File::create(&out_path)
-        .with_context(|| format!("creating {}", out_path.display()))?;
-    let err = fs::File::create(&err_path)
-        .with_context(|| format!("creating {}", err_path.display()))?;
+    let out =
+        fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    let err =
+        fs::File::create(&err_path).with_context(|| format!("creating {}", err_path.display()))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
@@ -96,16 +96,16 @@ mod tests {
         fs::create_dir_all(&dir)?;
         // A child that touches ~64 MiB.
         let r = run_measured(
-            Command::new("sh").args(["-c", "head -c 67108864 /dev/zero | tail -c 1 >/dev/null; echo oops >&2; exit 3"]),
+            Command::new("sh").args([
+                "-c",
+                "head -c 67108864 /dev/zero | tail -c 1 >/dev/null; echo oops >&2; exit 3",
+            ]),
             &dir.join("t"),
         )?;
         assert_eq!(r.status.code(), Some(3));
         assert!(r.stderr_tail.contains("oops"));
         assert!(r.max_rss_kib > 0);
-        let r = run_measured(
-            Command::new("sh").args(["-c", "true"]),
-            &dir.join("u"),
-        )?;
+        let r = run_measured(Command::new("sh").args(["-c", "true"]), &dir.join("u"))?;
         assert!(r.success());
         fs::remove_dir_all(&dir)?;
         Ok(())

@@ -169,7 +169,8 @@ fn time_read(sample: &Sample) -> Result<f64> {
     match &sample.source {
         Source::Files(files) => {
             for p in files {
-                let mut f = fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+                let mut f =
+                    fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
                 loop {
                     let n = f.read(&mut buf)?;
                     if n == 0 {
@@ -193,7 +194,7 @@ fn time_read(sample: &Sample) -> Result<f64> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    black_box(total);
+    let _ = black_box(total);
     Ok(secs)
 }
 
@@ -288,7 +289,7 @@ pub fn measure(sample: &Sample, chunking: Chunking) -> Result<StageTimes> {
                 &mut payloads[r.clone()],
             )
             .map_err(|_| anyhow::anyhow!("ring: seal failed"))?;
-        black_box(tag);
+        let _ = black_box(tag);
     }
     st.aes_ring_s = t.elapsed().as_secs_f64();
 
@@ -306,10 +307,10 @@ pub fn measure(sample: &Sample, chunking: Chunking) -> Result<StageTimes> {
                 &mut payloads[r.clone()],
             )
             .map_err(|_| anyhow::anyhow!("aes-gcm: encrypt failed"))?;
-        black_box(tag);
+        let _ = black_box(tag);
     }
     st.aes_rustcrypto_s = t.elapsed().as_secs_f64();
-    black_box(&payloads);
+    let _ = black_box(&payloads);
     Ok(st)
 }
 

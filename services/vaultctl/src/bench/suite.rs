@@ -185,10 +185,8 @@ impl Suite {
         logical: u64,
         repo: &Path,
     ) -> bool {
-        self.progress.set(format!(
-            "run {run}/{}: {dataset}: {tool} {step}",
-            self.runs
-        ));
+        self.progress
+            .set(format!("run {run}/{}: {dataset}: {tool} {step}", self.runs));
         sync_all();
         let before = dir_bytes(repo).unwrap_or(0);
         let res = self
@@ -245,8 +243,10 @@ impl Suite {
         rm(target);
         let ok = self.step(run, dataset, tool, "restore", cmd, expected.bytes, repo);
         if ok {
-            self.progress
-                .set(format!("run {run}/{}: {dataset}: checking {tool} restore", self.runs));
+            self.progress.set(format!(
+                "run {run}/{}: {dataset}: checking {tool} restore",
+                self.runs
+            ));
             let verdict = match digest_path(restored) {
                 Ok(d) if &d == expected => Ok(()),
                 Ok(d) => Err(format!(
@@ -299,14 +299,34 @@ impl Suite {
             .then_some(exe)
     }
 
-    fn restic_backup(&mut self, run: usize, dataset: &str, step: &str, exe: &Path, repo: &Path, path: &Path, logical: u64) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    fn restic_backup(
+        &mut self,
+        run: usize,
+        dataset: &str,
+        step: &str,
+        exe: &Path,
+        repo: &Path,
+        path: &Path,
+        logical: u64,
+    ) -> bool {
         let mut c = self.restic_cmd(exe, repo);
         c.args(["backup", "--compression", "auto", "--host", "bench"])
             .arg(path);
         self.step(run, dataset, RESTIC, step, c, logical, repo)
     }
 
-    fn ours_backup(&mut self, run: usize, dataset: &str, tool: &str, step: &str, vault: &Path, args: &[&OsStr], logical: u64) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    fn ours_backup(
+        &mut self,
+        run: usize,
+        dataset: &str,
+        tool: &str,
+        step: &str,
+        vault: &Path,
+        args: &[&OsStr],
+        logical: u64,
+    ) -> bool {
         let mut c = self.ours(vault, tool == TIERVAULT_NO_URING);
         c.arg("backup").args(args);
         self.step(run, dataset, tool, step, c, logical, vault)
@@ -316,8 +336,10 @@ impl Suite {
     pub fn run_tree(&mut self, run: usize, pristine: &Path, spec: &TreeSpec) -> Result<()> {
         let rd = self.run_dir();
         let work = rd.join("tree");
-        self.progress
-            .set(format!("run {run}/{}: tree: copying the pristine tree", self.runs));
+        self.progress.set(format!(
+            "run {run}/{}: tree: copying the pristine tree",
+            self.runs
+        ));
         rm(&work);
         fs::create_dir_all(&rd)?;
         let st = Command::new("cp")
@@ -326,7 +348,12 @@ impl Suite {
             .arg(&work)
             .status()
             .context("running cp -a")?;
-        anyhow::ensure!(st.success(), "cp -a {} {} failed", pristine.display(), work.display());
+        anyhow::ensure!(
+            st.success(),
+            "cp -a {} {} failed",
+            pristine.display(),
+            work.display()
+        );
         sync_all();
         let v1_bytes = dir_bytes(&work)?;
 
@@ -345,7 +372,15 @@ impl Suite {
         let mut ours = self.init_ours(run, TREE, TIERVAULT, &ours_v);
         ours = ours && self.ours_backup(run, TREE, TIERVAULT, "first", &ours_v, &[w], v1_bytes);
         if self.init_ours(run, TREE, TIERVAULT_NO_URING, &nour_v) {
-            self.ours_backup(run, TREE, TIERVAULT_NO_URING, "first", &nour_v, &[w], v1_bytes);
+            self.ours_backup(
+                run,
+                TREE,
+                TIERVAULT_NO_URING,
+                "first",
+                &nour_v,
+                &[w],
+                v1_bytes,
+            );
         }
         rm(&nour_v);
         ours = ours && self.ours_backup(run, TREE, TIERVAULT, "unchanged", &ours_v, &[w], v1_bytes);
@@ -359,8 +394,10 @@ impl Suite {
             }
         }
 
-        self.progress
-            .set(format!("run {run}/{}: tree: applying the v2 edit", self.runs));
+        self.progress.set(format!(
+            "run {run}/{}: tree: applying the v2 edit",
+            self.runs
+        ));
         let edit = edit_tree(&work, spec)?;
         let expected = digest_path(&work)?;
         if let Some(t) = &mut self.report.tree {
@@ -369,7 +406,15 @@ impl Suite {
         }
         sync_all();
         ours = ours
-            && self.ours_backup(run, TREE, TIERVAULT, "incremental", &ours_v, &[w], expected.bytes);
+            && self.ours_backup(
+                run,
+                TREE,
+                TIERVAULT,
+                "incremental",
+                &ours_v,
+                &[w],
+                expected.bytes,
+            );
         if let Some(exe) = restic.clone() {
             if !self.restic_backup(run, TREE, "incremental", &exe, &repo, &work, expected.bytes) {
                 restic = None;
@@ -380,7 +425,16 @@ impl Suite {
             let target = rd.join("restore-ours-tree");
             let mut c = self.ours(&ours_v, false);
             c.args(["restore", "latest", "--target"]).arg(&target);
-            self.restore_step(run, TREE, TIERVAULT, c, &ours_v, &target, &target.join("tree"), &expected);
+            self.restore_step(
+                run,
+                TREE,
+                TIERVAULT,
+                c,
+                &ours_v,
+                &target,
+                &target.join("tree"),
+                &expected,
+            );
         }
         if let Some(exe) = restic {
             let target = rd.join("restore-restic-tree");
@@ -400,8 +454,10 @@ impl Suite {
         let rd = self.run_dir();
         let dir = rd.join("img");
         let file = dir.join("disk.img");
-        self.progress
-            .set(format!("run {run}/{}: image: sparse copy of the v1 image", self.runs));
+        self.progress.set(format!(
+            "run {run}/{}: image: sparse copy of the v1 image",
+            self.runs
+        ));
         rm(&dir);
         fs::create_dir_all(&dir)?;
         copy_sparse(pristine, &file)?;
@@ -438,8 +494,10 @@ impl Suite {
             }
         }
 
-        self.progress
-            .set(format!("run {run}/{}: image: applying the v2 edit", self.runs));
+        self.progress.set(format!(
+            "run {run}/{}: image: applying the v2 edit",
+            self.runs
+        ));
         let edit = edit_image(&file, spec)?;
         if let Some(i) = &mut self.report.image {
             i.v2_edit = Some(edit);
@@ -448,7 +506,16 @@ impl Suite {
         let expected_file = digest_path(&file)?;
         sync_all();
         od = od && self.ours_backup(run, IMAGE_DIR, TIERVAULT, "incremental", &vd, &d_args, size);
-        of = of && self.ours_backup(run, IMAGE_FILE, TIERVAULT, "incremental", &vf, &f_args, size);
+        of = of
+            && self.ours_backup(
+                run,
+                IMAGE_FILE,
+                TIERVAULT,
+                "incremental",
+                &vf,
+                &f_args,
+                size,
+            );
         if let Some(exe) = restic.clone() {
             if !self.restic_backup(run, IMAGE_DIR, "incremental", &exe, &repo, &dir, size) {
                 restic = None;
@@ -459,20 +526,47 @@ impl Suite {
             let target = rd.join("restore-ours-image-dir");
             let mut c = self.ours(&vd, false);
             c.args(["restore", "latest", "--target"]).arg(&target);
-            self.restore_step(run, IMAGE_DIR, TIERVAULT, c, &vd, &target, &target.join("img"), &expected_dir);
+            self.restore_step(
+                run,
+                IMAGE_DIR,
+                TIERVAULT,
+                c,
+                &vd,
+                &target,
+                &target.join("img"),
+                &expected_dir,
+            );
         }
         if of {
             let target = rd.join("restore-ours-image-file");
             let mut c = self.ours(&vf, false);
             c.args(["restore", "latest", "--target"]).arg(&target);
-            self.restore_step(run, IMAGE_FILE, TIERVAULT, c, &vf, &target, &target.join("disk.img"), &expected_file);
+            self.restore_step(
+                run,
+                IMAGE_FILE,
+                TIERVAULT,
+                c,
+                &vf,
+                &target,
+                &target.join("disk.img"),
+                &expected_file,
+            );
         }
         if let Some(exe) = restic {
             let target = rd.join("restore-restic-image");
             let mut c = self.restic_cmd(&exe, &repo);
             c.args(["restore", "latest", "--target"]).arg(&target);
             let restored = target.join(rel_to_root(&dir));
-            self.restore_step(run, IMAGE_DIR, RESTIC, c, &repo, &target, &restored, &expected_dir);
+            self.restore_step(
+                run,
+                IMAGE_DIR,
+                RESTIC,
+                c,
+                &repo,
+                &target,
+                &restored,
+                &expected_dir,
+            );
         }
         for p in [&vd, &vf, &repo, &dir, &rd.join("restic-cache")] {
             rm(p);

@@ -1,0 +1,30 @@
+//! One module per command group.
+
+mod backup;
+mod browse;
+mod init;
+mod quickstart;
+mod restore;
+mod verify;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::Outcome;
+
+pub fn run(cli: &Cli) -> Result<Outcome> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => browse::snapshots(g, a),
+        Command::Ls(a) => browse::ls(g, a),
+        Command::Cat(a) => browse::cat(g, a),
+        Command::Diff(a) => browse::diff(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Verify(a) => verify::run(g, a),
+        Command::Stats => browse::stats(g),
+        Command::Bench(a) => crate::bench::run(a, g.json, g.quiet).map(|()| Outcome::Ok),
+        Command::Quickstart(a) => quickstart::run(g, a),
+    }
+}
