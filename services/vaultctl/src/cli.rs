@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 success; 1 failure (nothing committed); 2 usage error; 3 committed with
 /// warnings (files skipped); 4 verify found damage.
 #[derive(Debug, Parser)]
-#[command(name = "vaultctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "vaultctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -130,7 +135,12 @@ pub struct RestoreArgs {
     /// Snapshot: full id, unique prefix, or "latest"
     pub snapshot: String,
     /// Directory to restore into
-    #[arg(long, value_name = "DIR", required_unless_present = "in_place", conflicts_with = "in_place")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
     pub target: Option<PathBuf>,
     /// Restore each backed-up path to where it was backed up from, overwriting
     #[arg(long)]

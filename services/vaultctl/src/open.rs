@@ -18,7 +18,8 @@ pub fn secret(g: &Global, creating: bool) -> Result<Secret> {
         return load_key_file(k, creating).with_context(|| format!("key file {}", k.display()));
     }
     if let Some(f) = &g.passphrase_file {
-        let text = std::fs::read(f).with_context(|| format!("reading passphrase file {}", f.display()))?;
+        let text =
+            std::fs::read(f).with_context(|| format!("reading passphrase file {}", f.display()))?;
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -34,12 +35,14 @@ pub fn secret(g: &Global, creating: bool) -> Result<Secret> {
         return Ok(Secret::Passphrase(p.as_bytes().to_vec()));
     }
     if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password("vault passphrase: ").context("reading the passphrase")?;
+        let p =
+            rpassword::prompt_password("vault passphrase: ").context("reading the passphrase")?;
         if p.is_empty() {
             bail!("empty passphrase");
         }
         if creating {
-            let again = rpassword::prompt_password("repeat passphrase: ").context("reading the passphrase")?;
+            let again = rpassword::prompt_password("repeat passphrase: ")
+                .context("reading the passphrase")?;
             if again != p {
                 bail!("the two passphrases differ");
             }

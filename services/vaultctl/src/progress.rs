@@ -38,7 +38,10 @@ impl Ticker {
             }
             bar.finish_and_clear();
         });
-        Ticker { stop, handle: Some(handle) }
+        Ticker {
+            stop,
+            handle: Some(handle),
+        }
     }
 }
 

@@ -11,13 +11,15 @@ use crate::vault::Vault;
 
 /// Split a snapshot path ("src/a/b") into components; empty means the root.
 pub fn components(path: &[u8]) -> Vec<&[u8]> {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect()
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect()
 }
 
 /// What a path names inside a snapshot.
 pub enum Found {
     Root(Tree),
-    Entry(Entry),
+    Entry(Box<Entry>),
 }
 
 pub fn find(vault: &Vault, snap: &Snapshot, path: &[u8]) -> Result<Found> {
@@ -33,7 +35,7 @@ pub fn find(vault: &Vault, snap: &Snapshot, path: &[u8]) -> Result<Found> {
     for (i, c) in comps.iter().enumerate() {
         let e = tree.find(c).ok_or_else(missing)?.clone();
         if i + 1 == comps.len() {
-            return Ok(Found::Entry(e));
+            return Ok(Found::Entry(Box::new(e)));
         }
         match (e.kind, e.subtree) {
             (NodeType::Dir, Some(id)) => tree = vault.read_tree(&id)?,
@@ -45,7 +47,12 @@ pub fn find(vault: &Vault, snap: &Snapshot, path: &[u8]) -> Result<Found> {
 
 /// Visit every entry under `tree` depth-first in name order, with its path relative to the
 /// snapshot root.
-pub fn walk(vault: &Vault, tree: &Tree, prefix: &[u8], f: &mut dyn FnMut(&[u8], &Entry) -> Result<()>) -> Result<()> {
+pub fn walk(
+    vault: &Vault,
+    tree: &Tree,
+    prefix: &[u8],
+    f: &mut dyn FnMut(&[u8], &Entry) -> Result<()>,
+) -> Result<()> {
     for e in &tree.entries {
         let path = join(prefix, &e.name);
         f(&path, e)?;
@@ -80,7 +87,8 @@ pub fn cat(vault: &Vault, e: &Entry, out: &mut dyn Write) -> Result<u64> {
     let fill = |out: &mut dyn Write, mut n: u64| -> Result<()> {
         while n > 0 {
             let k = n.min(zeros.len() as u64) as usize;
-            out.write_all(&zeros[..k]).map_err(|e| Error::io("writing", "standard output", e))?;
+            out.write_all(&zeros[..k])
+                .map_err(|e| Error::io("writing", "standard output", e))?;
             n -= k as u64;
         }
         Ok(())
@@ -90,7 +98,8 @@ pub fn cat(vault: &Vault, e: &Entry, out: &mut dyn Write) -> Result<u64> {
             fill(out, c.0 - pos)?;
         }
         let plain = vault.read_blob(&c.1, &mut dec, &mut buf)?;
-        out.write_all(&plain).map_err(|e| Error::io("writing", "standard output", e))?;
+        out.write_all(&plain)
+            .map_err(|e| Error::io("writing", "standard output", e))?;
         pos = c.0 + plain.len() as u64;
     }
     let size = e.size.unwrap_or(pos);
@@ -121,7 +130,13 @@ fn same_entry(a: &Entry, b: &Entry) -> bool {
 }
 
 /// Compare two trees; identical subtrees (same id) are skipped without reading them.
-pub fn diff(vault: &Vault, a: &Id, b: &Id, prefix: &[u8], out: &mut Vec<(Vec<u8>, Change)>) -> Result<()> {
+pub fn diff(
+    vault: &Vault,
+    a: &Id,
+    b: &Id,
+    prefix: &[u8],
+    out: &mut Vec<(Vec<u8>, Change)>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -175,7 +190,13 @@ pub fn diff(vault: &Vault, a: &Id, b: &Id, prefix: &[u8], out: &mut Vec<(Vec<u8>
     Ok(())
 }
 
-fn all_under(vault: &Vault, e: &Entry, prefix: &[u8], ch: Change, out: &mut Vec<(Vec<u8>, Change)>) -> Result<()> {
+fn all_under(
+    vault: &Vault,
+    e: &Entry,
+    prefix: &[u8],
+    ch: Change,
+    out: &mut Vec<(Vec<u8>, Change)>,
+) -> Result<()> {
     let path = join(prefix, &e.name);
     out.push((path.clone(), ch));
     if let Some(id) = e.subtree {

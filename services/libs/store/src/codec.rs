@@ -34,7 +34,13 @@ impl Encoder {
     }
 
     /// Append the stored form of `plain` (kind data or meta) to `out`; returns the stored length.
-    pub fn encode(&mut self, id: &Id, kind: Kind, plain: &[u8], out: &mut Vec<u8>) -> Result<usize> {
+    pub fn encode(
+        &mut self,
+        id: &Id,
+        kind: Kind,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize> {
         let start = out.len();
         let bound = zstd::zstd_safe::compress_bound(plain.len());
         self.zbuf.clear();
@@ -105,9 +111,9 @@ impl Decoder {
         };
         let z = match &mut self.zstd {
             Some(z) => z,
-            None => self.zstd.insert(
-                zstd::bulk::Decompressor::new().map_err(|e| format!("zstd context: {e}"))?,
-            ),
+            None => self
+                .zstd
+                .insert(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd context: {e}"))?),
         };
         self.buf.clear();
         self.buf.reserve(size);
@@ -140,7 +146,8 @@ mod tests {
         for plain in [&text[..], &random[..], &[][..]] {
             let id = k.blob_id(plain);
             let mut out = Vec::new();
-            enc.encode(&id, Kind::Data, plain, &mut out).expect("encode");
+            enc.encode(&id, Kind::Data, plain, &mut out)
+                .expect("encode");
             let hdr = BlobHeader::decode(&out).expect("header");
             assert_eq!(hdr.compressed, plain == &text[..]);
             assert_eq!(dec.decode(&k, &id, &mut out).expect("decode"), plain);
@@ -155,11 +162,15 @@ mod tests {
         let plain = vec![9u8; 1000];
         let id = k.blob_id(&plain);
         let mut out = Vec::new();
-        enc.encode(&id, Kind::Data, &plain, &mut out).expect("encode");
+        enc.encode(&id, Kind::Data, &plain, &mut out)
+            .expect("encode");
         for i in [0usize, 5, 27, 28, out.len() - 1] {
             let mut bad = out.clone();
             bad[i] ^= 0x40;
-            assert!(dec.decode(&k, &id, &mut bad).is_err(), "flip at {i} undetected");
+            assert!(
+                dec.decode(&k, &id, &mut bad).is_err(),
+                "flip at {i} undetected"
+            );
         }
         let mut other = out.clone();
         assert!(dec.decode(&k, &Id([0; 32]), &mut other).is_err());
@@ -176,7 +187,10 @@ mod tests {
         let id = k.blob_id(b"x");
         enc.encode(&id, Kind::Data, b"x", &mut a).expect("encode");
         enc.encode(&id, Kind::Data, b"x", &mut b).expect("encode");
-        let (ha, hb) = (BlobHeader::decode(&a).expect("a"), BlobHeader::decode(&b).expect("b"));
+        let (ha, hb) = (
+            BlobHeader::decode(&a).expect("a"),
+            BlobHeader::decode(&b).expect("b"),
+        );
         assert_eq!(ha.key_id, hb.key_id);
         assert_eq!(hb.counter, ha.counter + 1);
         assert_ne!(a, b);

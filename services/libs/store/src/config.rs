@@ -89,7 +89,9 @@ impl Default for InitOptions {
 impl InitOptions {
     pub fn validate(&self) -> Result<(), String> {
         self.chunker.validate()?;
-        if !(4096..=(16 << 20)).contains(&self.image_chunk) || self.image_chunk % 4096 != 0 {
+        if !(4096..=(16 << 20)).contains(&self.image_chunk)
+            || !self.image_chunk.is_multiple_of(4096)
+        {
             return Err(format!(
                 "image chunk {} must be a multiple of 4096 between 4 KiB and 16 MiB",
                 self.image_chunk
@@ -108,7 +110,8 @@ impl InitOptions {
 impl Config {
     pub fn vault_id(&self) -> Result<[u8; 32], String> {
         let mut id = [0u8; 32];
-        hex::decode_to_slice(&self.id, &mut id).map_err(|_| "id is not 64 hex digits".to_string())?;
+        hex::decode_to_slice(&self.id, &mut id)
+            .map_err(|_| "id is not 64 hex digits".to_string())?;
         Ok(id)
     }
 

@@ -67,7 +67,11 @@ impl Keys {
     }
 
     fn derive_blob_key(&self, key_id: &[u8; 16]) -> LessSafeKey {
-        let k = hkdf32(&self.vault_id, &self.master, &[b"tiervault v1 blob", key_id]);
+        let k = hkdf32(
+            &self.vault_id,
+            &self.master,
+            &[b"tiervault v1 blob", key_id],
+        );
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k).expect("32-byte AES-256 key"))
     }
 
@@ -202,12 +206,20 @@ pub fn wrap(kek: &[u8; 32], nonce_bytes: [u8; 12], aad: &[u8], master: &[u8; 32]
 }
 
 /// Unwrap the master key; `None` when the KEK is wrong or the data was altered.
-pub fn unwrap(kek: &[u8; 32], nonce_bytes: [u8; 12], aad: &[u8], wrapped: &[u8]) -> Option<[u8; 32]> {
+pub fn unwrap(
+    kek: &[u8; 32],
+    nonce_bytes: [u8; 12],
+    aad: &[u8],
+    wrapped: &[u8],
+) -> Option<[u8; 32]> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).ok()?);
     let mut buf = wrapped.to_vec();
     let plain = key
-        .open_in_place(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut buf)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce_bytes),
+            Aad::from(aad),
+            &mut buf,
+        )
         .ok()?;
     plain.try_into().ok()
 }
-

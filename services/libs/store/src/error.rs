@@ -32,7 +32,11 @@ pub enum Error {
     #[error("pack {pack}: {reason}")]
     CorruptPack { pack: String, reason: String },
     #[error("blob {id} in pack {pack}: {reason}")]
-    CorruptBlob { id: Id, pack: String, reason: String },
+    CorruptBlob {
+        id: Id,
+        pack: String,
+        reason: String,
+    },
     #[error("blob {0} is referenced but not in the index")]
     MissingBlob(Id),
     #[error("index part {name}: {reason}")]
@@ -50,7 +54,11 @@ pub enum Error {
     #[error("{path:?} in snapshot {snapshot} is not a regular file")]
     NotAFile { snapshot: String, path: String },
     #[error("two backup paths share the base name {name:?}: {a} and {b}")]
-    DuplicateBaseName { name: String, a: PathBuf, b: PathBuf },
+    DuplicateBaseName {
+        name: String,
+        a: PathBuf,
+        b: PathBuf,
+    },
     #[error("{path}: restore target is not empty (use --overwrite to replace files in it)")]
     TargetNotEmpty { path: PathBuf },
     #[error("standard input ended after {got} of the {expected} bytes announced")]

@@ -60,7 +60,9 @@ pub fn read_xattrs(path: &Path) -> Vec<(ByteBuf, ByteBuf)> {
     let n = loop {
         match rustix::fs::llistxattr(path, &mut names) {
             Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) if names.len() < (1 << 20) => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::RANGE) if names.len() < (1 << 20) => {
+                names.resize(names.len() * 4, 0)
+            }
             Err(_) => return Vec::new(),
         }
     };
@@ -74,7 +76,9 @@ pub fn read_xattrs(path: &Path) -> Vec<(ByteBuf, ByteBuf)> {
                     out.push((ByteBuf::from(name.to_vec()), ByteBuf::from(val)));
                     break;
                 }
-                Err(rustix::io::Errno::RANGE) if val.len() < (1 << 20) => val.resize(val.len() * 8, 0),
+                Err(rustix::io::Errno::RANGE) if val.len() < (1 << 20) => {
+                    val.resize(val.len() * 8, 0)
+                }
                 Err(_) => break,
             }
         }
@@ -118,7 +122,12 @@ pub fn maybe_sparse(md: &Metadata) -> bool {
 
 pub fn set_xattrs(path: &Path, xattrs: &[(ByteBuf, ByteBuf)]) -> std::io::Result<()> {
     for (k, v) in xattrs {
-        rustix::fs::lsetxattr(path, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty())?;
+        rustix::fs::lsetxattr(
+            path,
+            OsStr::from_bytes(k),
+            v,
+            rustix::fs::XattrFlags::empty(),
+        )?;
     }
     Ok(())
 }

@@ -93,9 +93,14 @@ pub fn decode_part(b: &[u8]) -> Result<Part, String> {
     }
     let n_packs = le_u32(&b[12..]) as usize;
     let n_entries = le_u32(&b[16..]) as usize;
-    let want = HEADER_LEN as u128 + n_packs as u128 * PACK_LEN as u128 + n_entries as u128 * ENTRY_LEN as u128;
+    let want = HEADER_LEN as u128
+        + n_packs as u128 * PACK_LEN as u128
+        + n_entries as u128 * ENTRY_LEN as u128;
     if want != b.len() as u128 {
-        return Err(format!("length {} does not match its counts ({n_packs} packs, {n_entries} entries)", b.len()));
+        return Err(format!(
+            "length {} does not match its counts ({n_packs} packs, {n_entries} entries)",
+            b.len()
+        ));
     }
     let mut packs = Vec::with_capacity(n_packs);
     let mut at = HEADER_LEN;
@@ -215,8 +220,18 @@ mod tests {
             kind: Kind::Data,
         };
         let packs = vec![
-            PackInfo { id: PackId([1; 16]), dir: 0, len: 100, entries: vec![e(1, 0), e(2, 10)] },
-            PackInfo { id: PackId([2; 16]), dir: 1, len: 50, entries: vec![e(3, 0)] },
+            PackInfo {
+                id: PackId([1; 16]),
+                dir: 0,
+                len: 100,
+                entries: vec![e(1, 0), e(2, 10)],
+            },
+            PackInfo {
+                id: PackId([2; 16]),
+                dir: 1,
+                len: 50,
+                entries: vec![e(3, 0)],
+            },
         ];
         let bytes = encode_part(&packs);
         let part = decode_part(&bytes).expect("decode");

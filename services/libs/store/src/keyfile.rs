@@ -95,7 +95,12 @@ fn now_rfc3339() -> String {
 
 impl KeyFile {
     /// Wrap `master` under `secret`.
-    pub fn create(secret: &Secret, master: &[u8; 32], vault_id: &[u8; 32], kdf_time: Duration) -> Result<KeyFile> {
+    pub fn create(
+        secret: &Secret,
+        master: &[u8; 32],
+        vault_id: &[u8; 32],
+        kdf_time: Duration,
+    ) -> Result<KeyFile> {
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
         crypto::fill_random(&mut salt);
@@ -123,14 +128,20 @@ impl KeyFile {
     }
 
     /// Try to unwrap the master key. `Ok(None)`: this file does not open with this secret.
-    pub fn open(&self, path: &Path, secret: &Secret, vault_id: &[u8; 32]) -> Result<Option<[u8; 32]>> {
+    pub fn open(
+        &self,
+        path: &Path,
+        secret: &Secret,
+        vault_id: &[u8; 32],
+    ) -> Result<Option<[u8; 32]>> {
         let bad = |reason: &str| Error::BadKeyFile {
             path: path.to_path_buf(),
             reason: reason.to_string(),
         };
         let salt = hex::decode(&self.salt).map_err(|_| bad("salt is not hex"))?;
         let mut nonce = [0u8; 12];
-        hex::decode_to_slice(&self.nonce, &mut nonce).map_err(|_| bad("nonce is not 24 hex digits"))?;
+        hex::decode_to_slice(&self.nonce, &mut nonce)
+            .map_err(|_| bad("nonce is not 24 hex digits"))?;
         let wrapped = hex::decode(&self.wrapped).map_err(|_| bad("wrapped key is not hex"))?;
         let kek = match (secret, self.kind.as_str()) {
             (Secret::Passphrase(p), "passphrase") => {

@@ -54,8 +54,12 @@ pub use error::{Error, Result};
 pub use id::{Id, PackId};
 pub use index::{Index, Location, PackRef};
 pub use keyfile::{load_key_file, Secret};
-pub use pack::{read_trailer, PackEntry, ENTRY_LEN as PACK_ENTRY_LEN, FOOTER_LEN as PACK_FOOTER_LEN};
+pub use pack::{
+    read_trailer, PackEntry, ENTRY_LEN as PACK_ENTRY_LEN, FOOTER_LEN as PACK_FOOTER_LEN,
+};
 pub use refs::parse as parse_refs;
-pub use snapshot::{decode_header as decode_snapshot_header, Body, Header, Skipped, Snapshot, Summary};
+pub use snapshot::{
+    decode_header as decode_snapshot_header, Body, Header, Skipped, Snapshot, Summary,
+};
 pub use tree::{ChunkRef, Content, Entry, NodeType, Tree};
 pub use vault::Vault;

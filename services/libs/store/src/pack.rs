@@ -39,7 +39,8 @@ impl PackEntry {
         let digest = Id(b[32..64].try_into().map_err(|_| "entry digest")?);
         let offset = u64::from_le_bytes(b[64..72].try_into().map_err(|_| "entry offset")?);
         let len = u32::from_le_bytes(b[72..76].try_into().map_err(|_| "entry length")?);
-        let kind = Kind::from_u8(b[76]).ok_or_else(|| format!("entry for {id}: unknown kind {}", b[76]))?;
+        let kind = Kind::from_u8(b[76])
+            .ok_or_else(|| format!("entry for {id}: unknown kind {}", b[76]))?;
         Ok(PackEntry {
             id,
             digest,
@@ -60,13 +61,15 @@ pub fn read_trailer(
     if file_len < FOOTER_LEN as u64 {
         return Err(format!("{file_len} bytes is too short for a pack footer"));
     }
-    let footer = read_at(file_len - FOOTER_LEN as u64, FOOTER_LEN).map_err(|e| format!("reading footer: {e}"))?;
+    let footer = read_at(file_len - FOOTER_LEN as u64, FOOTER_LEN)
+        .map_err(|e| format!("reading footer: {e}"))?;
     let (count, trailer_off) = parse_footer(pack, &footer)?;
     let trailer_len = count as u64 * ENTRY_LEN as u64;
     if trailer_off.checked_add(trailer_len) != Some(file_len - FOOTER_LEN as u64) {
         return Err("footer's trailer offset and count do not match the file length".into());
     }
-    let trailer = read_at(trailer_off, trailer_len as usize).map_err(|e| format!("reading trailer: {e}"))?;
+    let trailer =
+        read_at(trailer_off, trailer_len as usize).map_err(|e| format!("reading trailer: {e}"))?;
     let digest = &footer[40..72];
     if blake3::hash(&trailer).as_bytes() != digest {
         return Err("trailer digest mismatch".into());
@@ -76,7 +79,10 @@ pub fn read_trailer(
     for raw in trailer.chunks_exact(ENTRY_LEN) {
         let e = PackEntry::decode(raw)?;
         if e.offset != expect {
-            return Err(format!("blob {} at offset {} breaks the blob sequence", e.id, e.offset));
+            return Err(format!(
+                "blob {} at offset {} breaks the blob sequence",
+                e.id, e.offset
+            ));
         }
         expect = e.offset + e.len as u64;
         entries.push(e);
@@ -199,7 +205,8 @@ impl PackWriter {
         self.staged.extend_from_slice(&trailer);
         self.staged.extend_from_slice(MAGIC);
         self.staged.extend_from_slice(&VERSION.to_le_bytes());
-        self.staged.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.staged
+            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         self.staged.extend_from_slice(&trailer_off.to_le_bytes());
         self.staged.extend_from_slice(&self.id.0);
         self.staged.extend_from_slice(digest.as_bytes());
@@ -228,7 +235,8 @@ mod tests {
         let mut w = PackWriter::new(id, io.create(&path).expect("create"), path.clone());
         for i in 0..100u32 {
             let data = vec![i as u8; 1000 + i as usize];
-            w.push_stored(Id::digest(&data), Kind::Data, &data).expect("push");
+            w.push_stored(Id::digest(&data), Kind::Data, &data)
+                .expect("push");
         }
         let mut fin = w.finish().expect("finish");
         fin.file.sync().expect("sync");

@@ -28,8 +28,11 @@ pub fn pieces(mut ids: Vec<Id>) -> Vec<Vec<u8>> {
 
 /// Parse a refs blob's plaintext into ids.
 pub fn parse(plain: &[u8]) -> Result<Vec<Id>, String> {
-    if plain.len() % 32 != 0 {
-        return Err(format!("refs blob of {} bytes is not a list of 32-byte ids", plain.len()));
+    if !plain.len().is_multiple_of(32) {
+        return Err(format!(
+            "refs blob of {} bytes is not a list of 32-byte ids",
+            plain.len()
+        ));
     }
     Ok(plain
         .chunks_exact(32)
@@ -63,7 +66,9 @@ mod tests {
 
     #[test]
     fn unchanged_ranges_give_identical_pieces() {
-        let ids: Vec<Id> = (0..50_000u32).map(|i| Id::digest(&i.to_le_bytes())).collect();
+        let ids: Vec<Id> = (0..50_000u32)
+            .map(|i| Id::digest(&i.to_le_bytes()))
+            .collect();
         let a = pieces(ids.clone());
         let mut more = ids;
         more.push(Id::digest(b"one more"));

@@ -95,24 +95,30 @@ pub fn restore(
                     if let Some(parent) = d.parent() {
                         std::fs::create_dir_all(parent).ctx("creating", parent)?;
                     }
-                    roots.push((e, d));
+                    roots.push((*e, d));
                 }
             }
         }
         Target::InPlace => {
-            for (e, src) in root_tree.entries.iter().zip(in_place_paths(snap, &root_tree)) {
+            for (e, src) in root_tree
+                .entries
+                .iter()
+                .zip(in_place_paths(snap, &root_tree))
+            {
                 if !sub.is_empty() && sub[0] != e.name.as_slice() {
                     continue;
                 }
                 let Some(src) = src else { continue };
                 if sub.len() <= 1 {
                     roots.push((e.clone(), src));
-                } else if let Found::Entry(found) = browse::find(vault, snap, subpath.unwrap_or(b""))? {
+                } else if let Found::Entry(found) =
+                    browse::find(vault, snap, subpath.unwrap_or(b""))?
+                {
                     let mut d = src;
                     for c in &sub[1..] {
                         d.push(OsStr::from_bytes(c));
                     }
-                    roots.push((found, d));
+                    roots.push((*found, d));
                 }
             }
             if roots.is_empty() {
@@ -150,7 +156,10 @@ pub fn restore(
                     let mut buf = Vec::new();
                     for job in rx {
                         if let Err(e) = write_job(vault, &job, &mut dec, &mut buf, progress) {
-                            damaged.lock().unwrap_or_else(|p| p.into_inner()).push((job.task.path.clone(), e.to_string()));
+                            damaged
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((job.task.path.clone(), e.to_string()));
                         }
                         if job.task.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                             finish_file(&job.task, as_root, damaged);
@@ -166,14 +175,19 @@ pub fn restore(
             }
             Ok(())
         })();
-        drop(std::mem::replace(&mut planner.tx, crossbeam_channel::bounded(0).0));
+        drop(std::mem::replace(
+            &mut planner.tx,
+            crossbeam_channel::bounded(0).0,
+        ));
         res
     })?;
     // Directories last, deepest first, so their times are not moved by their children.
     let dirs = std::mem::take(&mut planner.dirs);
     for (path, e) in dirs.iter().rev() {
         if let Err(err) = fsmeta::apply_metadata(path, e, as_root) {
-            report.warnings.push((path.clone(), format!("setting metadata: {err}")));
+            report
+                .warnings
+                .push((path.clone(), format!("setting metadata: {err}")));
         }
     }
     let mut d = damaged.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -202,7 +216,9 @@ fn check_target(t: &Path, overwrite: bool) -> Result<()> {
     match std::fs::read_dir(t) {
         Ok(mut rd) => {
             if rd.next().is_some() && !overwrite {
-                return Err(Error::TargetNotEmpty { path: t.to_path_buf() });
+                return Err(Error::TargetNotEmpty {
+                    path: t.to_path_buf(),
+                });
             }
             Ok(())
         }
@@ -224,7 +240,9 @@ struct Planner<'a, 'v> {
 
 impl Planner<'_, '_> {
     fn warn(&mut self, path: &Path, msg: impl std::fmt::Display) {
-        self.report.warnings.push((path.to_path_buf(), msg.to_string()));
+        self.report
+            .warnings
+            .push((path.to_path_buf(), msg.to_string()));
     }
 
     /// Remove what is in the way of `dest`, unless it is a directory we will reuse.
@@ -249,7 +267,8 @@ impl Planner<'_, '_> {
             NodeType::Dir => {
                 match std::fs::create_dir(dest) {
                     Ok(()) => {}
-                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {}
+                    Err(err)
+                        if err.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {}
                     Err(err) => return Err(Error::io("creating directory", dest, err)),
                 }
                 self.report.dirs += 1;
@@ -269,7 +288,8 @@ impl Planner<'_, '_> {
             NodeType::File => self.restore_file(e, dest)?,
             NodeType::Symlink => {
                 let target: &[u8] = e.target.as_ref().map_or(&[], |t| t.as_slice());
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), dest).ctx("creating symlink", dest)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(target), dest)
+                    .ctx("creating symlink", dest)?;
                 self.finish_simple(e, dest);
             }
             NodeType::Fifo | NodeType::CharDev | NodeType::BlockDev => {
@@ -279,7 +299,13 @@ impl Planner<'_, '_> {
                     NodeType::CharDev => FileType::CharacterDevice,
                     _ => FileType::BlockDevice,
                 };
-                match mknodat(CWD, dest, ft, Mode::from_raw_mode(e.mode), e.rdev.unwrap_or(0)) {
+                match mknodat(
+                    CWD,
+                    dest,
+                    ft,
+                    Mode::from_raw_mode(e.mode),
+                    e.rdev.unwrap_or(0),
+                ) {
                     Ok(()) => self.finish_simple(e, dest),
                     Err(err) => self.warn(dest, format!("creating {}: {err}", e.kind.name())),
                 }
@@ -290,7 +316,9 @@ impl Planner<'_, '_> {
     }
 
     fn finish_simple(&mut self, e: &Entry, dest: &Path) {
-        if let Err(err) = fsmeta::set_xattrs(dest, &e.xattrs).and_then(|_| fsmeta::apply_metadata(dest, e, self.as_root)) {
+        if let Err(err) = fsmeta::set_xattrs(dest, &e.xattrs)
+            .and_then(|_| fsmeta::apply_metadata(dest, e, self.as_root))
+        {
             self.warn(dest, format!("setting metadata: {err}"));
         }
     }
@@ -321,7 +349,10 @@ impl Planner<'_, '_> {
         self.report.bytes += size;
         self.progress.files.fetch_add(1, Ordering::Relaxed);
         self.progress.bytes_total.fetch_add(size, Ordering::Relaxed);
-        let groups: Vec<Vec<ChunkRef>> = chunks.chunks(JOB_CHUNKS).map(<[ChunkRef]>::to_vec).collect();
+        let groups: Vec<Vec<ChunkRef>> = chunks
+            .chunks(JOB_CHUNKS)
+            .map(<[ChunkRef]>::to_vec)
+            .collect();
         let task = Arc::new(FileTask {
             file,
             path: dest.to_path_buf(),
@@ -337,7 +368,14 @@ impl Planner<'_, '_> {
             return Ok(());
         }
         for g in groups {
-            if self.tx.send(Job { task: task.clone(), chunks: g }).is_err() {
+            if self
+                .tx
+                .send(Job {
+                    task: task.clone(),
+                    chunks: g,
+                })
+                .is_err()
+            {
                 return Err(Error::Invalid("restore workers stopped".into()));
             }
         }
@@ -345,7 +383,13 @@ impl Planner<'_, '_> {
     }
 }
 
-fn write_job(vault: &Vault, job: &Job, dec: &mut Decoder, buf: &mut Vec<u8>, progress: &Progress) -> Result<()> {
+fn write_job(
+    vault: &Vault,
+    job: &Job,
+    dec: &mut Decoder,
+    buf: &mut Vec<u8>,
+    progress: &Progress,
+) -> Result<()> {
     let mut first_err = None;
     for c in &job.chunks {
         let res = (|| -> Result<()> {
@@ -354,15 +398,26 @@ fn write_job(vault: &Vault, job: &Job, dec: &mut Decoder, buf: &mut Vec<u8>, pro
                 vault.read_stored(&c.1, &loc, buf)?;
                 let pack = vault.index().packs[loc.pack as usize].id.hex();
                 dec.decode(vault.keys(), &c.1, buf)
-                    .map_err(|reason| Error::CorruptBlob { id: c.1, pack, reason })?
+                    .map_err(|reason| Error::CorruptBlob {
+                        id: c.1,
+                        pack,
+                        reason,
+                    })?
             };
             if plain.len() != c.2 as usize {
                 return Err(Error::CorruptTree {
                     id: c.1,
-                    reason: format!("chunk is {} bytes, the file's list says {}", plain.len(), c.2),
+                    reason: format!(
+                        "chunk is {} bytes, the file's list says {}",
+                        plain.len(),
+                        c.2
+                    ),
                 });
             }
-            job.task.file.write_all_at(plain, c.0).ctx("writing", &job.task.path)?;
+            job.task
+                .file
+                .write_all_at(plain, c.0)
+                .ctx("writing", &job.task.path)?;
             progress.bytes_done.fetch_add(c.2 as u64, Ordering::Relaxed);
             Ok(())
         })();
@@ -376,7 +431,8 @@ fn write_job(vault: &Vault, job: &Job, dec: &mut Decoder, buf: &mut Vec<u8>, pro
 
 fn finish_file(task: &FileTask, as_root: bool, problems: &Mutex<Vec<(PathBuf, String)>>) {
     let e = &task.entry;
-    let res = fsmeta::set_xattrs(&task.path, &e.xattrs).and_then(|_| fsmeta::apply_metadata(&task.path, e, as_root));
+    let res = fsmeta::set_xattrs(&task.path, &e.xattrs)
+        .and_then(|_| fsmeta::apply_metadata(&task.path, e, as_root));
     if let Err(err) = res {
         problems
             .lock()

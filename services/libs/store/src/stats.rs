@@ -24,7 +24,10 @@ pub struct Stats {
 pub fn stats(vault: &Vault) -> Result<Stats> {
     let (snaps, _) = vault.snapshots()?;
     let mut chunks: IdMap<u32> = IdMap::default();
-    let mut st = Stats { snapshots: snaps.len() as u64, ..Stats::default() };
+    let mut st = Stats {
+        snapshots: snaps.len() as u64,
+        ..Stats::default()
+    };
     let mut seen_trees = crate::id::IdSet::default();
     for s in &snaps {
         st.logical_bytes += s.body.summary.bytes;
@@ -57,7 +60,15 @@ pub fn stats(vault: &Vault) -> Result<Stats> {
     st.blobs = vault.index().len() as u64;
     st.packs = vault.index().packs.len() as u64;
     st.stored_bytes = vault.index().packs.iter().map(|p| p.len).sum();
-    st.dedup_ratio = if st.unique_bytes > 0 { st.logical_bytes as f64 / st.unique_bytes as f64 } else { 1.0 };
-    st.compression_ratio = if data_stored > 0 { st.unique_bytes as f64 / data_stored as f64 } else { 1.0 };
+    st.dedup_ratio = if st.unique_bytes > 0 {
+        st.logical_bytes as f64 / st.unique_bytes as f64
+    } else {
+        1.0
+    };
+    st.compression_ratio = if data_stored > 0 {
+        st.unique_bytes as f64 / data_stored as f64
+    } else {
+        1.0
+    };
     Ok(st)
 }

@@ -146,8 +146,16 @@ impl Tree {
             }
         }
         for e in &t.entries {
-            if e.name.is_empty() || e.name.contains(&b'/') || e.name.contains(&0) || &e.name[..] == b"." || &e.name[..] == b".." {
-                return Err(format!("invalid entry name {:?}", String::from_utf8_lossy(&e.name)));
+            if e.name.is_empty()
+                || e.name.contains(&b'/')
+                || e.name.contains(&0)
+                || &e.name[..] == b"."
+                || &e.name[..] == b".."
+            {
+                return Err(format!(
+                    "invalid entry name {:?}",
+                    String::from_utf8_lossy(&e.name)
+                ));
             }
         }
         Ok(t)
@@ -201,7 +209,10 @@ mod tests {
             subtree: None,
             target: None,
             rdev: None,
-            xattrs: vec![(ByteBuf::from(b"user.a".to_vec()), ByteBuf::from(vec![0, 255]))],
+            xattrs: vec![(
+                ByteBuf::from(b"user.a".to_vec()),
+                ByteBuf::from(vec![0, 255]),
+            )],
         }
     }
 

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
+use crate::codec::Decoder;
 use crate::config::{Config, InitOptions, FORMAT_NAME, VERSION};
 use crate::crypto::{fill_random, Keys};
-use crate::codec::Decoder;
 use crate::error::{Error, IoContext, Result};
 use crate::id::{Id, PackId};
 use crate::index::{self, Index, Location, PackInfo, PackRef};
@@ -18,13 +18,17 @@ use crate::pack;
 use crate::snapshot::{self, Snapshot};
 use crate::tree::{ChunkRef, Content, Tree};
 
+/// Snapshot files that could not be read: (file name, reason).
+pub type Unreadable = Vec<(String, String)>;
+
 /// An open vault. Holds a shared `flock` on `<vault>/lock` for as long as it lives.
 pub struct Vault {
     root: PathBuf,
     config: Config,
     keys: Arc<Keys>,
     io: Arc<dyn Io>,
-    index: Index,
+    /// Read on every dedup lookup, written when a write session commits.
+    index: RwLock<Index>,
     data_dirs: Vec<PathBuf>,
     _lock: File,
     packs_open: Mutex<HashMap<u32, Arc<File>>>,
@@ -54,15 +58,23 @@ fn list_dir(dir: &Path) -> Result<Vec<String>> {
 
 impl Vault {
     /// Create a vault in `root` (absent or empty) and return it opened.
-    pub fn init(root: &Path, secret: &Secret, opts: &InitOptions, io: Arc<dyn Io>) -> Result<Vault> {
+    pub fn init(
+        root: &Path,
+        secret: &Secret,
+        opts: &InitOptions,
+        io: Arc<dyn Io>,
+    ) -> Result<Vault> {
         opts.validate().map_err(Error::Invalid)?;
         if root.exists() {
             let mut rd = std::fs::read_dir(root).ctx("listing", root)?;
             if rd.next().is_some() {
-                return Err(Error::NotEmpty { path: root.to_path_buf() });
+                return Err(Error::NotEmpty {
+                    path: root.to_path_buf(),
+                });
             }
         }
-        io.create_dir_all(root).ctx("creating vault directory", root)?;
+        io.create_dir_all(root)
+            .ctx("creating vault directory", root)?;
         let mut vid = [0u8; 32];
         fill_random(&mut vid);
         let mut master = [0u8; 32];
@@ -73,26 +85,40 @@ impl Vault {
             id: hex::encode(vid),
             created: now_rfc3339(),
             chunker: opts.chunker,
-            image_chunker: crate::config::ImageChunker { fixed: opts.image_chunk },
+            image_chunker: crate::config::ImageChunker {
+                fixed: opts.image_chunk,
+            },
             compression_level: opts.compression_level,
             data_dirs: vec!["data".into()],
         };
         for d in DIRS {
-            io.create_dir_all(&root.join(d)).ctx("creating", &root.join(d))?;
+            io.create_dir_all(&root.join(d))
+                .ctx("creating", &root.join(d))?;
         }
         let data = root.join("data");
-        io.create_dir_all(&data.join("tmp")).ctx("creating", &data)?;
+        io.create_dir_all(&data.join("tmp"))
+            .ctx("creating", &data)?;
         let kf = KeyFile::create(secret, &master, &vid, opts.kdf_time)?;
         let kf_json = serde_json::to_vec_pretty(&kf).map_err(|e| Error::Invalid(e.to_string()))?;
         let kname = PackId::random().hex();
-        write_atomic(&*io, &root.join("tmp").join(&kname), &root.join("keys").join(&kname), kf_json)
-            .ctx("writing key file", &root.join("keys"))?;
+        write_atomic(
+            &*io,
+            &root.join("tmp").join(&kname),
+            &root.join("keys").join(&kname),
+            kf_json,
+        )
+        .ctx("writing key file", &root.join("keys"))?;
         std::fs::write(root.join("lock"), b"").ctx("creating", &root.join("lock"))?;
         let cfg = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
         // The config is written last: a directory without it is not a vault, so an
         // interrupted init never looks like a usable vault.
-        write_atomic(&*io, &root.join("tmp").join("config"), &root.join("config"), cfg)
-            .ctx("writing config", root)?;
+        write_atomic(
+            &*io,
+            &root.join("tmp").join("config"),
+            &root.join("config"),
+            cfg,
+        )
+        .ctx("writing config", root)?;
         io.sync_dir(root).ctx("syncing", root)?;
         Vault::open(root, secret, io)
     }
@@ -102,7 +128,10 @@ impl Vault {
         let cfg_path = root.join("config");
         let raw = match std::fs::read(&cfg_path) {
             Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
+            {
                 return Err(Error::NotAVault(root.to_path_buf()))
             }
             Err(e) => return Err(Error::io("reading", cfg_path, e)),
@@ -111,26 +140,39 @@ impl Vault {
             path: cfg_path.clone(),
             reason: e.to_string(),
         })?;
-        config.check().map_err(|reason| Error::BadConfig { path: cfg_path.clone(), reason })?;
-        let vid = config.vault_id().map_err(|reason| Error::BadConfig { path: cfg_path, reason })?;
+        config.check().map_err(|reason| Error::BadConfig {
+            path: cfg_path.clone(),
+            reason,
+        })?;
+        let vid = config.vault_id().map_err(|reason| Error::BadConfig {
+            path: cfg_path,
+            reason,
+        })?;
 
         let lock_path = root.join("lock");
         let lock = File::open(&lock_path).ctx("opening lock file", &lock_path)?;
-        let exclusive = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        let exclusive =
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
 
         let master = unwrap_master(root, secret, &vid)?;
         let keys = Arc::new(Keys::new(master, vid));
         let data_dirs = config
             .data_dirs
             .iter()
-            .map(|d| if Path::new(d).is_absolute() { PathBuf::from(d) } else { root.join(d) })
+            .map(|d| {
+                if Path::new(d).is_absolute() {
+                    PathBuf::from(d)
+                } else {
+                    root.join(d)
+                }
+            })
             .collect();
         let mut vault = Vault {
             root: root.to_path_buf(),
             config,
             keys,
             io,
-            index: Index::default(),
+            index: RwLock::new(Index::default()),
             data_dirs,
             _lock: lock,
             packs_open: Mutex::new(HashMap::new()),
@@ -163,8 +205,20 @@ impl Vault {
         &self.io
     }
 
-    pub fn index(&self) -> &Index {
-        &self.index
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&mut self) -> &mut Index {
+        self.index.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Make packs just committed by a write session visible to later lookups.
+    pub(crate) fn add_packs(&self, packs: &[PackInfo]) {
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for p in packs {
+            idx.add_pack_info(p);
+        }
     }
 
     pub fn data_dirs(&self) -> &[PathBuf] {
@@ -181,7 +235,10 @@ impl Vault {
 
     pub fn pack_path_in(&self, dir: u16, id: &PackId) -> PathBuf {
         let hex = id.hex();
-        let base = self.data_dirs.get(dir as usize).unwrap_or(&self.data_dirs[0]);
+        let base = self
+            .data_dirs
+            .get(dir as usize)
+            .unwrap_or(&self.data_dirs[0]);
         base.join(&hex[..2]).join(hex)
     }
 
@@ -203,11 +260,13 @@ impl Vault {
             let path = dir.join(&name);
             let bytes = std::fs::read(&path).ctx("reading index part", &path)?;
             if Id::digest(&bytes).hex() != name {
-                self.open_problems.push(format!("index part {name}: content does not match its name"));
+                self.open_problems.push(format!(
+                    "index part {name}: content does not match its name"
+                ));
                 continue;
             }
             match index::decode_part(&bytes) {
-                Ok(part) => self.index.add_part(part),
+                Ok(part) => self.index_mut().add_part(part),
                 Err(e) => self.open_problems.push(format!("index part {name}: {e}")),
             }
         }
@@ -224,7 +283,9 @@ impl Vault {
             for name in list_dir(&t)? {
                 let p = t.join(&name);
                 tracing::info!("removing interrupted write {}", p.display());
-                self.io.remove_file(&p).ctx("removing interrupted write", &p)?;
+                self.io
+                    .remove_file(&p)
+                    .ctx("removing interrupted write", &p)?;
             }
         }
         Ok(())
@@ -253,7 +314,11 @@ impl Vault {
     }
 
     /// Read a pack's trailer from disk.
-    pub fn read_pack_trailer(&self, id: &PackId, path: &Path) -> std::result::Result<(u64, Vec<pack::PackEntry>), String> {
+    pub fn read_pack_trailer(
+        &self,
+        id: &PackId,
+        path: &Path,
+    ) -> std::result::Result<(u64, Vec<pack::PackEntry>), String> {
         let f = File::open(path).map_err(|e| format!("opening: {e}"))?;
         let len = f.metadata().map_err(|e| format!("stat: {e}"))?.len();
         let entries = pack::read_trailer(id, len, |off, n| {
@@ -269,22 +334,30 @@ impl Vault {
     fn adopt_orphans(&mut self) -> Result<()> {
         let mut adopted = Vec::new();
         for (dir, id, path) in self.packs_on_disk()? {
-            if self.index.has_pack(&id) {
+            if self.index().has_pack(&id) {
                 continue;
             }
             match self.read_pack_trailer(&id, &path) {
-                Ok((len, entries)) => adopted.push(PackInfo { id, dir, len, entries }),
-                Err(e) => tracing::warn!("pack {} is not indexed and unreadable: {e}", path.display()),
+                Ok((len, entries)) => adopted.push(PackInfo {
+                    id,
+                    dir,
+                    len,
+                    entries,
+                }),
+                Err(e) => {
+                    tracing::warn!("pack {} is not indexed and unreadable: {e}", path.display())
+                }
             }
         }
         if adopted.is_empty() {
             return Ok(());
         }
-        tracing::info!("indexing {} pack(s) left by an interrupted backup", adopted.len());
+        tracing::info!(
+            "indexing {} pack(s) left by an interrupted backup",
+            adopted.len()
+        );
         self.write_index_part(&adopted)?;
-        for p in &adopted {
-            self.index.add_pack_info(p);
-        }
+        self.add_packs(&adopted);
         Ok(())
     }
 
@@ -293,7 +366,8 @@ impl Vault {
         let bytes = index::encode_part(packs);
         let name = Id::digest(&bytes).hex();
         let dest = self.root.join("index").join(&name);
-        write_atomic(&*self.io, &self.tmp_dir().join(&name), &dest, bytes).ctx("writing index part", &dest)
+        write_atomic(&*self.io, &self.tmp_dir().join(&name), &dest, bytes)
+            .ctx("writing index part", &dest)
     }
 
     fn pack_file(&self, pack: u32) -> Result<Arc<File>> {
@@ -301,11 +375,16 @@ impl Vault {
         if let Some(f) = open.get(&pack) {
             return Ok(f.clone());
         }
-        let pref = self.index.packs.get(pack as usize).ok_or_else(|| Error::CorruptIndex {
-            name: "(memory)".into(),
-            reason: format!("pack number {pack} out of range"),
-        })?;
-        let path = self.pack_path(pref);
+        let pref = self
+            .index()
+            .packs
+            .get(pack as usize)
+            .cloned()
+            .ok_or_else(|| Error::CorruptIndex {
+                name: "(memory)".into(),
+                reason: format!("pack number {pack} out of range"),
+            })?;
+        let path = self.pack_path(&pref);
         let f = Arc::new(File::open(&path).map_err(|e| Error::CorruptPack {
             pack: pref.id.hex(),
             reason: format!("cannot open {}: {e}", path.display()),
@@ -320,30 +399,54 @@ impl Vault {
     /// Read a blob's stored bytes.
     pub fn read_stored(&self, id: &Id, loc: &Location, buf: &mut Vec<u8>) -> Result<()> {
         let f = self.pack_file(loc.pack)?;
-        buf.clear();
-        buf.resize(loc.len as usize, 0);
-        f.read_exact_at(buf, loc.offset).map_err(|e| Error::CorruptBlob {
-            id: *id,
-            pack: self.index.packs[loc.pack as usize].id.hex(),
-            reason: format!("cannot read {} bytes at offset {}: {e}", loc.len, loc.offset),
-        })
+        // Resizing only by the difference avoids zero-filling every blob's buffer.
+        let n = loc.len as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
+        } else {
+            buf.truncate(n);
+        }
+        f.read_exact_at(buf, loc.offset)
+            .map_err(|e| Error::CorruptBlob {
+                id: *id,
+                pack: self.index().packs[loc.pack as usize].id.hex(),
+                reason: format!(
+                    "cannot read {} bytes at offset {}: {e}",
+                    loc.len, loc.offset
+                ),
+            })
     }
 
     /// Read, authenticate and check one blob; returns its plaintext.
     pub fn read_blob(&self, id: &Id, dec: &mut Decoder, buf: &mut Vec<u8>) -> Result<Vec<u8>> {
-        let loc = self.index.get(id).ok_or(Error::MissingBlob(*id))?;
+        let loc = self.index().get(id).ok_or(Error::MissingBlob(*id))?;
         self.read_stored(id, &loc, buf)?;
-        let pack = self.index.packs[loc.pack as usize].id.hex();
+        let pack = self.index().packs[loc.pack as usize].id.hex();
         dec.decode(&self.keys, id, buf)
             .map(<[u8]>::to_vec)
-            .map_err(|reason| Error::CorruptBlob { id: *id, pack, reason })
+            .map_err(|reason| Error::CorruptBlob {
+                id: *id,
+                pack,
+                reason,
+            })
     }
 
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
-        let mut dec = Decoder::new();
-        let mut buf = Vec::new();
-        let plain = self.read_blob(id, &mut dec, &mut buf)?;
+        let plain = self.read_meta(id)?;
         Tree::decode(&plain).map_err(|reason| Error::CorruptTree { id: *id, reason })
+    }
+
+    /// Read a meta blob with this thread's reusable decoder (trees are read one by one from
+    /// many places; a zstd context per read was measurable).
+    fn read_meta(&self, id: &Id) -> Result<Vec<u8>> {
+        thread_local! {
+            static DEC: std::cell::RefCell<(Decoder, Vec<u8>)> = std::cell::RefCell::new((Decoder::new(), Vec::new()));
+        }
+        DEC.with(|d| {
+            let mut d = d.borrow_mut();
+            let (dec, buf) = &mut *d;
+            self.read_blob(id, dec, buf)
+        })
     }
 
     /// A file's chunks, reading chunk-list blobs when the list is not inline.
@@ -352,19 +455,17 @@ impl Vault {
             return Ok(c.clone());
         }
         let mut out = Vec::new();
-        let mut dec = Decoder::new();
-        let mut buf = Vec::new();
         for id in content.lists.iter().flatten() {
-            let plain = self.read_blob(id, &mut dec, &mut buf)?;
-            let piece: Vec<ChunkRef> =
-                crate::tree::from_cbor(&plain).map_err(|reason| Error::CorruptTree { id: *id, reason })?;
+            let plain = self.read_meta(id)?;
+            let piece: Vec<ChunkRef> = crate::tree::from_cbor(&plain)
+                .map_err(|reason| Error::CorruptTree { id: *id, reason })?;
             out.extend(piece);
         }
         Ok(out)
     }
 
     /// All readable snapshots, oldest first, and the ones that could not be read.
-    pub fn snapshots(&self) -> Result<(Vec<Snapshot>, Vec<(String, String)>)> {
+    pub fn snapshots(&self) -> Result<(Vec<Snapshot>, Unreadable)> {
         let dir = self.root.join("snapshots");
         let mut good = Vec::new();
         let mut bad = Vec::new();
@@ -376,7 +477,12 @@ impl Vault {
                 Err(e) => bad.push((name, e)),
             }
         }
-        good.sort_by(|a: &Snapshot, b: &Snapshot| a.header.time_ns.cmp(&b.header.time_ns).then(a.id.cmp(&b.id)));
+        good.sort_by(|a: &Snapshot, b: &Snapshot| {
+            a.header
+                .time_ns
+                .cmp(&b.header.time_ns)
+                .then(a.id.cmp(&b.id))
+        });
         Ok((good, bad))
     }
 
@@ -384,23 +490,29 @@ impl Vault {
     /// that include `path`).
     pub fn resolve(&self, spec: &str, path: Option<&[u8]>) -> Result<Snapshot> {
         let (all, _) = self.snapshots()?;
-        let matches_path = |s: &Snapshot| path.is_none_or(|p| s.body.paths.iter().any(|q| q.as_slice() == p));
+        let matches_path =
+            |s: &Snapshot| path.is_none_or(|p| s.body.paths.iter().any(|q| q.as_slice() == p));
         if spec == "latest" {
             return all
                 .into_iter()
-                .filter(matches_path)
-                .next_back()
+                .rfind(matches_path)
                 .ok_or_else(|| Error::UnknownSnapshot(spec.into()));
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::UnknownSnapshot(spec.into()));
         }
-        let mut m: Vec<Snapshot> = all.into_iter().filter(|s| s.id.hex().starts_with(&spec_l)).collect();
+        let mut m: Vec<Snapshot> = all
+            .into_iter()
+            .filter(|s| s.id.hex().starts_with(&spec_l))
+            .collect();
         match m.len() {
             0 => Err(Error::UnknownSnapshot(spec.into())),
             1 => Ok(m.remove(0)),
-            count => Err(Error::AmbiguousSnapshot { prefix: spec.into(), count }),
+            count => Err(Error::AmbiguousSnapshot {
+                prefix: spec.into(),
+                count,
+            }),
         }
     }
 }

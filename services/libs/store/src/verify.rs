@@ -60,8 +60,20 @@ struct PackCheck {
     bytes: u64,
 }
 
-fn check_pack(vault: &Vault, id: PackId, path: &PathBuf, quick: bool, dec: &mut Decoder) -> PackCheck {
-    let mut out = PackCheck { id, entries: None, bad: Vec::new(), error: None, bytes: 0 };
+fn check_pack(
+    vault: &Vault,
+    id: PackId,
+    path: &PathBuf,
+    quick: bool,
+    dec: &mut Decoder,
+) -> PackCheck {
+    let mut out = PackCheck {
+        id,
+        entries: None,
+        bad: Vec::new(),
+        error: None,
+        bytes: 0,
+    };
     if quick {
         match vault.read_pack_trailer(&id, path) {
             Ok((_, e)) => out.entries = Some(e),
@@ -96,7 +108,8 @@ fn check_pack(vault: &Vault, id: PackId, path: &PathBuf, quick: bool, dec: &mut 
         let range = e.offset as usize..e.offset as usize + e.len as usize;
         let stored = &mut data[range];
         if Id::digest(stored) != e.digest {
-            out.bad.push((e.id, "stored bytes do not match their digest".into()));
+            out.bad
+                .push((e.id, "stored bytes do not match their digest".into()));
             continue;
         }
         if let Err(reason) = dec.decode(vault.keys(), &e.id, stored) {
@@ -110,10 +123,15 @@ fn check_pack(vault: &Vault, id: PackId, path: &PathBuf, quick: bool, dec: &mut 
 pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Report> {
     let mut report = Report::default();
     for p in vault.open_problems() {
-        report.damage.push(Damage { error: p.clone(), ..Damage::default() });
+        report.damage.push(Damage {
+            error: p.clone(),
+            ..Damage::default()
+        });
     }
     let on_disk = vault.packs_on_disk()?;
-    progress.packs_total.store(on_disk.len() as u64, Ordering::Relaxed);
+    progress
+        .packs_total
+        .store(on_disk.len() as u64, Ordering::Relaxed);
 
     // 1. Packs, in parallel.
     let queue = Mutex::new(on_disk.iter());
@@ -142,11 +160,18 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
         report.packs += 1;
         report.bytes += r.bytes;
         if let Some(err) = &r.error {
-            report.damage.push(Damage { pack: Some(r.id.hex()), error: err.clone(), ..Damage::default() });
+            report.damage.push(Damage {
+                pack: Some(r.id.hex()),
+                error: err.clone(),
+                ..Damage::default()
+            });
         }
         if let Some(entries) = &r.entries {
             report.blobs += entries.len() as u64;
-            trailers.insert(r.id, entries.iter().map(|e| (e.id, (e.offset, e.len))).collect());
+            trailers.insert(
+                r.id,
+                entries.iter().map(|e| (e.id, (e.offset, e.len))).collect(),
+            );
         }
         for (id, reason) in &r.bad {
             bad.insert(*id, (Some(r.id.hex()), reason.clone()));
@@ -155,18 +180,29 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
 
     // 2. The index against the packs.
     let mut broken_packs: HashSet<PackId> = HashSet::new();
-    for (id, loc) in vault.index().iter() {
-        let pref = &vault.index().packs[loc.pack as usize];
+    let index = vault.index();
+    for (id, loc) in index.iter() {
+        let pref = &index.packs[loc.pack as usize];
         match trailers.get(&pref.id) {
             Some(t) => {
                 if t.get(id) != Some(&(loc.offset, loc.len)) && !bad.contains_key(id) {
-                    bad.insert(*id, (Some(pref.id.hex()), "the index entry disagrees with the pack's trailer".into()));
+                    bad.insert(
+                        *id,
+                        (
+                            Some(pref.id.hex()),
+                            "the index entry disagrees with the pack's trailer".into(),
+                        ),
+                    );
                 }
             }
             None => {
                 if !bad.contains_key(id) {
                     let on = results.iter().any(|r| r.id == pref.id);
-                    let why = if on { "its pack is damaged" } else { "its pack is missing" };
+                    let why = if on {
+                        "its pack is damaged"
+                    } else {
+                        "its pack is missing"
+                    };
                     bad.insert(*id, (Some(pref.id.hex()), why.into()));
                     if !on && broken_packs.insert(pref.id) {
                         report.damage.push(Damage {
@@ -180,13 +216,24 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
         }
     }
 
+    drop(index);
+
     // 3. Snapshots, trees and references; map bad ids to snapshots and files.
     let (snaps, unreadable) = vault.snapshots()?;
     for (name, e) in unreadable {
-        report.damage.push(Damage { error: format!("snapshot file {name}: {e}"), ..Damage::default() });
+        report.damage.push(Damage {
+            error: format!("snapshot file {name}: {e}"),
+            ..Damage::default()
+        });
     }
     report.snapshots = snaps.len() as u64;
-    let mut scan = Scanner { vault, bad: &mut bad, memo: IdMap::default(), dec: Decoder::new(), buf: Vec::new() };
+    let mut scan = Scanner {
+        vault,
+        bad: &mut bad,
+        memo: IdMap::default(),
+        dec: Decoder::new(),
+        buf: Vec::new(),
+    };
     let mut affected: IdMap<(Vec<String>, Vec<String>)> = IdMap::default();
     for s in &snaps {
         for r in &s.header.refs {
@@ -216,7 +263,13 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
         let (snapshots, mut files) = affected.get(id).cloned().unwrap_or_default();
         files.sort();
         files.dedup();
-        report.damage.push(Damage { pack: pack.clone(), blob: Some(id.hex()), error: reason.clone(), snapshots, files });
+        report.damage.push(Damage {
+            pack: pack.clone(),
+            blob: Some(id.hex()),
+            error: reason.clone(),
+            snapshots,
+            files,
+        });
     }
     Ok(report)
 }
@@ -236,7 +289,10 @@ impl Scanner<'_> {
             return true;
         }
         if !self.vault.index().contains(id) {
-            self.bad.insert(*id, (None, "referenced blob is missing from the vault".into()));
+            self.bad.insert(
+                *id,
+                (None, "referenced blob is missing from the vault".into()),
+            );
             return true;
         }
         false
@@ -250,7 +306,8 @@ impl Scanner<'_> {
             Ok(p) => match Tree::decode(&p) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    self.bad.insert(*id, (None, format!("tree does not decode: {e}")));
+                    self.bad
+                        .insert(*id, (None, format!("tree does not decode: {e}")));
                     None
                 }
             },
@@ -276,7 +333,8 @@ impl Scanner<'_> {
                 Ok(p) => match from_cbor::<Vec<ChunkRef>>(&p) {
                     Ok(v) => out.extend(v),
                     Err(e) => {
-                        self.bad.insert(*id, (None, format!("chunk list does not decode: {e}")));
+                        self.bad
+                            .insert(*id, (None, format!("chunk list does not decode: {e}")));
                         bad_lists.push(*id);
                     }
                 },
@@ -318,7 +376,10 @@ impl Scanner<'_> {
     /// (bad id, path) for every file or tree under `id` touched by a bad id.
     fn collect(&mut self, id: &Id, prefix: &[u8], out: &mut Vec<(Id, String)>) {
         let Some(t) = self.load_tree(id) else {
-            out.push((*id, format!("{}/ (directory listing)", String::from_utf8_lossy(prefix))));
+            out.push((
+                *id,
+                format!("{}/ (directory listing)", String::from_utf8_lossy(prefix)),
+            ));
             return;
         };
         for e in &t.entries {
@@ -344,4 +405,3 @@ impl Scanner<'_> {
         }
     }
 }
-

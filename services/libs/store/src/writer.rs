@@ -103,7 +103,8 @@ impl<'v> Writer<'v> {
         let pack = self.pack_for(&mut sink.pack)?;
         let start = pack.staging().len();
         let n = sink.enc.encode(&id, kind, plain, pack.staging())?;
-        pack.commit_blob(id, kind, start).map_err(|e| self.pack_err(&pack.id, e))?;
+        pack.commit_blob(id, kind, start)
+            .map_err(|e| self.pack_err(&pack.id, e))?;
         self.account(n, plain.len());
         self.maybe_rotate(sink)?;
         Ok(true)
@@ -117,7 +118,8 @@ impl<'v> Writer<'v> {
             let start = pack.staging().len();
             encode_refs(plain, pack.staging());
             let n = pack.staging().len() - start;
-            pack.commit_blob(id, Kind::Refs, start).map_err(|e| self.pack_err(&pack.id, e))?;
+            pack.commit_blob(id, Kind::Refs, start)
+                .map_err(|e| self.pack_err(&pack.id, e))?;
             self.account(n, plain.len());
             self.maybe_rotate(sink)?;
         }
@@ -126,18 +128,30 @@ impl<'v> Writer<'v> {
 
     fn account(&self, stored: usize, plain: usize) {
         self.stats.new_blobs.fetch_add(1, Ordering::Relaxed);
-        self.stats.stored_bytes.fetch_add(stored as u64, Ordering::Relaxed);
-        self.stats.new_plain_bytes.fetch_add(plain as u64, Ordering::Relaxed);
+        self.stats
+            .stored_bytes
+            .fetch_add(stored as u64, Ordering::Relaxed);
+        self.stats
+            .new_plain_bytes
+            .fetch_add(plain as u64, Ordering::Relaxed);
     }
 
     fn pack_err(&self, id: &PackId, e: std::io::Error) -> Error {
-        Error::io("writing pack", self.vault.data_dirs()[self.dir as usize].join("tmp").join(id.hex()), e)
+        Error::io(
+            "writing pack",
+            self.vault.data_dirs()[self.dir as usize]
+                .join("tmp")
+                .join(id.hex()),
+            e,
+        )
     }
 
     fn pack_for<'s>(&self, slot: &'s mut Option<PackWriter>) -> Result<&'s mut PackWriter> {
         if slot.is_none() {
             let id = PackId::random();
-            let tmp = self.vault.data_dirs()[self.dir as usize].join("tmp").join(id.hex());
+            let tmp = self.vault.data_dirs()[self.dir as usize]
+                .join("tmp")
+                .join(id.hex());
             let file = self.vault.io().create(&tmp).ctx("creating pack", &tmp)?;
             *slot = Some(PackWriter::new(id, file, tmp));
         }
@@ -167,7 +181,8 @@ impl<'v> Writer<'v> {
     fn stop_flusher(&mut self) -> Result<FlushOutcome> {
         drop(self.to_flusher.take());
         let h = self.flusher.take().expect("flusher joined once");
-        h.join().map_err(|_| Error::Invalid("pack flusher panicked".into()))
+        h.join()
+            .map_err(|_| Error::Invalid("pack flusher panicked".into()))
     }
 
     /// Make every pack of this session durable and indexed. Returns the packs.
@@ -182,6 +197,7 @@ impl<'v> Writer<'v> {
                 remove_all(self.vault.io().as_ref(), &out.paths);
                 return Err(e);
             }
+            self.vault.add_packs(&out.done);
         }
         Ok(out.done)
     }
@@ -212,7 +228,12 @@ fn remove_all(io: &dyn Io, paths: &[PathBuf]) {
     }
 }
 
-fn flush_loop(io: Arc<dyn Io>, dirs: Vec<PathBuf>, dir: u16, rx: Receiver<FinishedPack>) -> FlushOutcome {
+fn flush_loop(
+    io: Arc<dyn Io>,
+    dirs: Vec<PathBuf>,
+    dir: u16,
+    rx: Receiver<FinishedPack>,
+) -> FlushOutcome {
     let mut out = FlushOutcome {
         done: Vec::new(),
         paths: Vec::new(),

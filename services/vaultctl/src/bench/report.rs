@@ -480,16 +480,14 @@ impl Report {
             format!("{:.1}", mb(s.median.bytes as f64))
         });
         row(o, "read: open+read+close, warm cache", &|s| {
-            format!("{:.1}", s.mbps_read)
+            stage_mbps(s.mbps_read)
         });
-        row(o, "chunk", &|s| format!("{:.1}", s.mbps_chunk));
-        row(o, "keyed BLAKE3", &|s| format!("{:.1}", s.mbps_hash));
-        row(o, "zstd -3", &|s| format!("{:.1}", s.mbps_zstd));
-        row(o, "AES-256-GCM ring", &|s| {
-            format!("{:.1}", s.mbps_aes_ring)
-        });
+        row(o, "chunk", &|s| stage_mbps(s.mbps_chunk));
+        row(o, "keyed BLAKE3", &|s| stage_mbps(s.mbps_hash));
+        row(o, "zstd -3", &|s| stage_mbps(s.mbps_zstd));
+        row(o, "AES-256-GCM ring", &|s| stage_mbps(s.mbps_aes_ring));
         row(o, "AES-256-GCM aes-gcm (RustCrypto)", &|s| {
-            format!("{:.1}", s.mbps_aes_rustcrypto)
+            stage_mbps(s.mbps_aes_rustcrypto)
         });
         row(o, "faster AES", &|s| s.faster_aes.clone());
         row(o, "chunks (mean KiB)", &|s| {
@@ -520,24 +518,21 @@ impl Report {
                 "tree",
                 &[
                     (TREE, TIERVAULT, ""),
-                    (TREE, TIERVAULT_NO_URING, " no io_uring"),
+                    (TREE, TIERVAULT_NO_URING, ", no io_uring"),
                 ],
             ),
             (
                 "image",
                 &[
-                    (IMAGE_DIR, TIERVAULT, " (dir)"),
-                    (IMAGE_FILE, TIERVAULT, " (--image)"),
+                    (IMAGE_DIR, TIERVAULT, ", dir"),
+                    (IMAGE_FILE, TIERVAULT, ", --image"),
                 ],
             ),
         ];
         for (title, rows) in sections {
             let restic_ds = if title == "tree" { TREE } else { IMAGE_DIR };
-            if !self
-                .figures
-                .iter()
-                .any(|f| rows.iter().any(|r| r.0 == f.dataset))
-            {
+            let any = |ds: &str| self.figures.iter().any(|f| f.dataset == ds);
+            if !rows.iter().any(|r| any(r.0)) && !any(restic_ds) {
                 continue;
             }
             let _ = writeln!(
@@ -551,76 +546,68 @@ impl Report {
             );
             let _ = write!(
                 o,
-                "  {:<34} {:>8} {:>8} {:>9} {:>10}",
+                "  {:<32} {:>8} {:>8} {:>8} {:>9}",
                 "tiervault", "MB/s", "wall s", "RSS MiB", "stored MB"
             );
             if has_restic {
                 let _ = write!(
                     o,
-                    " | {:>8} {:>8} {:>9} {:>10} | {:>6} {:>5} {:>6}",
+                    " | {:>8} {:>8} {:>8} {:>9} | {:>6} {:>5} {:>6}",
                     "restic", "wall s", "RSS MiB", "stored MB", "speed", "RSS", "stored"
                 );
             }
             let _ = writeln!(o);
             for (step, label) in STEPS {
+                let restic = self.figure(restic_ds, RESTIC, step);
+                let mut shown = false;
                 for &(ds, tool, suffix) in rows {
                     let Some(f) = self.figure(ds, tool, step) else {
                         continue;
                     };
-                    let _ = write!(o, "  {:<34}", format!("{label}{suffix}"));
-                    match &f.median {
-                        Some(m) => {
+                    shown = true;
+                    let _ = write!(o, "  {:<32}", format!("{label}{suffix}"));
+                    let Some(m) = &f.median else {
+                        let e = f.first_error().unwrap_or("failed");
+                        let _ = writeln!(o, " FAILED: {}", truncate(e, 100));
+                        continue;
+                    };
+                    let _ = write!(o, "{}", cells(m, step));
+                    if let Some(r) = restic.and_then(|r| r.median.as_ref()) {
+                        let _ = write!(o, " |{}", cells(r, step));
+                        if step == "init" {
                             let _ = write!(
                                 o,
-                                " {:>8.1} {:>8.2} {:>9.1} {:>10.1}",
-                                m.mbps,
-                                m.wall_s,
-                                m.max_rss_kib / 1024.0,
-                                mb(m.stored_added)
+                                " | {:>6} {:>5.2} {:>6}",
+                                "-",
+                                m.max_rss_kib / r.max_rss_kib,
+                                "-"
                             );
-                        }
-                        None => {
-                            let e = f.first_error().unwrap_or("failed");
-                            let _ = write!(o, " FAILED: {}", truncate(e, 60));
-                        }
-                    }
-                    if has_restic && f.median.is_some() {
-                        if let Some(r) = self.med(restic_ds, RESTIC, step) {
+                        } else {
                             let _ = write!(
                                 o,
-                                " | {:>8.1} {:>8.2} {:>9.1} {:>10.1}",
-                                r.mbps,
-                                r.wall_s,
-                                r.max_rss_kib / 1024.0,
-                                mb(r.stored_added)
+                                " | {:>5.2}x {:>5.2} {:>6}",
+                                m.mbps / r.mbps,
+                                m.max_rss_kib / r.max_rss_kib,
+                                if step == "restore" {
+                                    "-".to_string()
+                                } else {
+                                    format!("{:.2}", ratio(m.stored_added, r.stored_added))
+                                }
                             );
-                            if let Some(m) = &f.median {
-                                let _ = write!(
-                                    o,
-                                    " | {:>5.2}x {:>5.2} {:>6.2}",
-                                    m.mbps / r.mbps,
-                                    m.max_rss_kib / r.max_rss_kib,
-                                    ratio(m.stored_added, r.stored_added)
-                                );
-                            }
                         }
                     }
                     let _ = writeln!(o);
                 }
-                if let (true, Some(r), true) = (
-                    has_restic,
-                    self.figure(restic_ds, RESTIC, step),
-                    rows.iter().all(|&(ds, tool, _)| {
-                        self.figure(ds, tool, step)
-                            .and_then(|f| f.median.as_ref())
-                            .is_none()
-                    }),
-                ) {
-                    // Our side failed or did not run: still show restic's figure.
+                // restic's figure on its own when our side did not run this step.
+                let ours_ok = rows.iter().any(|&(ds, tool, _)| {
+                    self.figure(ds, tool, step)
+                        .is_some_and(|f| f.median.is_some())
+                });
+                if let (Some(r), false) = (restic, ours_ok) {
                     let _ = write!(
                         o,
-                        "  {:<34} {:>8} {:>8} {:>9} {:>10}",
-                        format!("{label} (restic only)"),
+                        "  {:<32} {:>8} {:>8} {:>8} {:>9}",
+                        format!("{label}{}", if shown { " (restic)" } else { "" }),
                         "-",
                         "-",
                         "-",
@@ -628,18 +615,11 @@ impl Report {
                     );
                     match &r.median {
                         Some(m) => {
-                            let _ = write!(
-                                o,
-                                " | {:>8.1} {:>8.2} {:>9.1} {:>10.1}",
-                                m.mbps,
-                                m.wall_s,
-                                m.max_rss_kib / 1024.0,
-                                mb(m.stored_added)
-                            );
+                            let _ = write!(o, " |{}", cells(m, step));
                         }
                         None => {
                             let e = r.first_error().unwrap_or("failed");
-                            let _ = write!(o, " | FAILED: {}", truncate(e, 60));
+                            let _ = write!(o, " | FAILED: {}", truncate(e, 100));
                         }
                     }
                     let _ = writeln!(o);
@@ -652,6 +632,36 @@ impl Report {
                 "\nratios are ours/restic: speed > 1 means faster; RSS and stored <= 1 mean smaller"
             );
         }
+    }
+}
+
+/// MB/s, wall, peak RSS and stored MB of one median ("-" where a figure means nothing).
+fn cells(m: &Median, step: &str) -> String {
+    let mbps = if step == "init" {
+        "-".to_string()
+    } else {
+        format!("{:.1}", m.mbps)
+    };
+    let stored = if step == "restore" {
+        "-".to_string()
+    } else {
+        format!("{:.1}", mb(m.stored_added))
+    };
+    format!(
+        " {:>8} {:>8.2} {:>8.1} {:>9}",
+        mbps,
+        m.wall_s,
+        m.max_rss_kib / 1024.0,
+        stored
+    )
+}
+
+/// A stage's MB/s; stages too fast to time meaningfully read "free".
+fn stage_mbps(v: f64) -> String {
+    if v > 1e6 {
+        "free".to_string()
+    } else {
+        format!("{v:.1}")
     }
 }
 

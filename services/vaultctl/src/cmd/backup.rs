@@ -14,7 +14,11 @@ use crate::Outcome;
 pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
     let source = if a.stdin {
         let name = a.name.clone().unwrap_or_default();
-        Source::Stream { name, reader: Box::new(std::io::stdin()), expect: a.stdin_size }
+        Source::Stream {
+            name,
+            reader: Box::new(std::io::stdin()),
+            expect: a.stdin_size,
+        }
     } else if let Some(img) = &a.image {
         Source::Image(img.clone())
     } else {
@@ -26,7 +30,11 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
         Source::Paths(a.paths.clone())
     };
     let vault = open(g)?;
-    let opts = backup::Options { force_reread: a.force_reread, threads: threads(), ..backup::Options::default() };
+    let opts = backup::Options {
+        force_reread: a.force_reread,
+        threads: threads(),
+        ..backup::Options::default()
+    };
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
     let ticker = Ticker::start(!g.quiet && !g.json, move || {
@@ -66,7 +74,11 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
         eprintln!("warning: skipped {}: {}", show(&k.path), k.error);
     }
     if snap.has_warnings() {
-        eprintln!("warning: snapshot {} committed with {} skipped entries", snap.short_id(), s.skipped);
+        eprintln!(
+            "warning: snapshot {} committed with {} skipped entries",
+            snap.short_id(),
+            s.skipped
+        );
         return Ok(Outcome::Warnings);
     }
     Ok(Outcome::Ok)

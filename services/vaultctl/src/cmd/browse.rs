@@ -19,18 +19,30 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
     for (name, e) in &bad {
         eprintln!("warning: snapshot file {name} is unreadable: {e} (run vaultctl verify)");
     }
-    let filter = a
-        .path
-        .as_ref()
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).as_os_str().as_bytes().to_vec());
+    let filter = a.path.as_ref().map(|p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .as_os_str()
+            .as_bytes()
+            .to_vec()
+    });
     let list: Vec<_> = all
         .iter()
-        .filter(|s| filter.as_ref().is_none_or(|f| s.body.paths.iter().any(|p| p.as_slice() == f.as_slice())))
+        .filter(|s| {
+            filter
+                .as_ref()
+                .is_none_or(|f| s.body.paths.iter().any(|p| p.as_slice() == f.as_slice()))
+        })
         .collect();
     if g.json {
-        print_json(&Value::Array(list.iter().map(|s| snapshot_json(s)).collect()));
+        print_json(&Value::Array(
+            list.iter().map(|s| snapshot_json(s)).collect(),
+        ));
     } else if !g.quiet {
-        println!("{:<8}  {:<25}  {:<12}  {:>10}  {:<8}  paths", "id", "time", "host", "size", "status");
+        println!(
+            "{:<8}  {:<25}  {:<12}  {:>10}  {:<8}  paths",
+            "id", "time", "host", "size", "status"
+        );
         for s in &list {
             let paths: Vec<String> = s.body.paths.iter().map(|p| show(p)).collect();
             println!(
@@ -39,7 +51,11 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
                 rfc3339_ns(s.header.time_ns),
                 s.body.hostname,
                 size(s.body.summary.bytes),
-                if s.has_warnings() { "warnings" } else { "complete" },
+                if s.has_warnings() {
+                    "warnings"
+                } else {
+                    "complete"
+                },
                 paths.join(" ")
             );
         }
@@ -69,11 +85,17 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<Outcome> {
         }
     }
     if g.json {
-        print_json(&Value::Array(rows.iter().map(|(p, e)| entry_json(p, e)).collect()));
+        print_json(&Value::Array(
+            rows.iter().map(|(p, e)| entry_json(p, e)).collect(),
+        ));
     } else {
         let mut out = std::io::stdout().lock();
         for (p, e) in &rows {
-            let link = e.target.as_ref().map(|t| format!(" -> {}", show(t))).unwrap_or_default();
+            let link = e
+                .target
+                .as_ref()
+                .map(|t| format!(" -> {}", show(t)))
+                .unwrap_or_default();
             writeln!(
                 out,
                 "{} {:>5}/{:<5} {:>12} {} {}{}",
@@ -95,9 +117,13 @@ pub fn cat(g: &Global, a: &CatArgs) -> Result<Outcome> {
     let vault = open(g)?;
     let snap = vault.resolve(&a.snapshot, None)?;
     let e = match browse::find(&vault, &snap, a.path.as_bytes())? {
-        Found::Entry(e) if e.kind == tiervault_store::NodeType::File => e,
+        Found::Entry(e) if e.kind == tiervault_store::NodeType::File => *e,
         _ => {
-            return Err(tiervault_store::Error::NotAFile { snapshot: snap.short_id(), path: a.path.clone() }.into())
+            return Err(tiervault_store::Error::NotAFile {
+                snapshot: snap.short_id(),
+                path: a.path.clone(),
+            }
+            .into())
         }
     };
     let stdout = std::io::stdout();
@@ -120,7 +146,10 @@ pub fn diff(g: &Global, a: &DiffArgs) -> Result<Outcome> {
     };
     if g.json {
         print_json(&Value::Array(
-            changes.iter().map(|(p, c)| json!({"path": show(p), "change": word(*c).1})).collect(),
+            changes
+                .iter()
+                .map(|(p, c)| json!({"path": show(p), "change": word(*c).1}))
+                .collect(),
         ));
     } else {
         for (p, c) in &changes {
@@ -137,9 +166,21 @@ pub fn stats(g: &Global) -> Result<Outcome> {
         print_json(&serde_json::to_value(&st)?);
     } else {
         println!("snapshots:          {}", st.snapshots);
-        println!("logical size:       {} (all files of all snapshots)", size(st.logical_bytes));
-        println!("unique data:        {} in {} chunks", size(st.unique_bytes), st.chunks);
-        println!("stored (packs):     {} in {} packs, {} blobs", size(st.stored_bytes), st.packs, st.blobs);
+        println!(
+            "logical size:       {} (all files of all snapshots)",
+            size(st.logical_bytes)
+        );
+        println!(
+            "unique data:        {} in {} chunks",
+            size(st.unique_bytes),
+            st.chunks
+        );
+        println!(
+            "stored (packs):     {} in {} packs, {} blobs",
+            size(st.stored_bytes),
+            st.packs,
+            st.blobs
+        );
         println!("dedup ratio:        {:.2}x", st.dedup_ratio);
         println!("compression ratio:  {:.2}x", st.compression_ratio);
     }

@@ -12,14 +12,19 @@ use crate::Outcome;
 pub fn run(g: &Global, a: &InitArgs) -> Result<Outcome> {
     let dir = vault_dir(g);
     let opts = InitOptions {
-        chunker: ChunkerSizes { min: a.chunk_min, avg: a.chunk_avg, max: a.chunk_max },
+        chunker: ChunkerSizes {
+            min: a.chunk_min,
+            avg: a.chunk_avg,
+            max: a.chunk_max,
+        },
         image_chunk: a.image_chunk,
         compression_level: a.compression,
         kdf_time: Duration::from_millis(a.kdf_time_ms),
     };
     opts.validate().map_err(tiervault_store::Error::Invalid)?;
     let s = secret(g, true)?;
-    let v = Vault::init(&dir, &s, &opts, io::default_io()).with_context(|| format!("creating vault {}", dir.display()))?;
+    let v = Vault::init(&dir, &s, &opts, io::default_io())
+        .with_context(|| format!("creating vault {}", dir.display()))?;
     let c = v.config();
     if g.json {
         print_json(&json!({

@@ -13,11 +13,19 @@ use crate::Outcome;
 pub fn run(g: &Global, a: &QuickstartArgs) -> Result<Outcome> {
     let mut g = g.clone();
     let dir = vault_dir(&g);
-    let no_secret = g.key_file.is_none() && g.passphrase_file.is_none() && std::env::var_os("VAULT_PASSPHRASE").is_none();
+    let no_secret = g.key_file.is_none()
+        && g.passphrase_file.is_none()
+        && std::env::var_os("VAULT_PASSPHRASE").is_none();
     if no_secret {
         // No interaction in the README's first command: a key file beside the vault.
         let key = PathBuf::from(format!("{}.key", dir.display()));
-        say(&g, &format!("using key file {} (keep it: it opens the vault)", key.display()));
+        say(
+            &g,
+            &format!(
+                "using key file {} (keep it: it opens the vault)",
+                key.display()
+            ),
+        );
         g.key_file = Some(key);
     }
     g.vault = Some(dir.clone());
@@ -27,9 +35,16 @@ pub fn run(g: &Global, a: &QuickstartArgs) -> Result<Outcome> {
         None => {
             let s = PathBuf::from("quickstart-data/src");
             if !s.exists() {
-                say(&g, &format!("generating a sample source tree in {}", s.display()));
-                let st = generate_tree(&s, &TreeSpec::small()).context("generating the sample tree")?;
-                say(&g, &format!("  {} files, {} dirs, {} bytes", st.files, st.dirs, st.bytes));
+                say(
+                    &g,
+                    &format!("generating a sample source tree in {}", s.display()),
+                );
+                let st =
+                    generate_tree(&s, &TreeSpec::small()).context("generating the sample tree")?;
+                say(
+                    &g,
+                    &format!("  {} files, {} dirs, {} bytes", st.files, st.dirs, st.bytes),
+                );
             }
             s
         }
@@ -54,14 +69,25 @@ pub fn run(g: &Global, a: &QuickstartArgs) -> Result<Outcome> {
     super::browse::snapshots(&g, &SnapshotsArgs { path: None })?;
     let target = PathBuf::from("quickstart-restore");
     if target.exists() {
-        std::fs::remove_dir_all(&target).with_context(|| format!("clearing {}", target.display()))?;
+        std::fs::remove_dir_all(&target)
+            .with_context(|| format!("clearing {}", target.display()))?;
     }
     step(&g, &format!("restore latest --target {}", target.display()));
     super::restore::run(
         &g,
-        &RestoreArgs { snapshot: "latest".into(), target: Some(target.clone()), in_place: false, path: None, overwrite: false },
+        &RestoreArgs {
+            snapshot: "latest".into(),
+            target: Some(target.clone()),
+            in_place: false,
+            path: None,
+            overwrite: false,
+        },
     )?;
-    let name = source.canonicalize()?.file_name().map(PathBuf::from).unwrap_or_default();
+    let name = source
+        .canonicalize()?
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     compare(&source, &target.join(name))?;
     say(&g, "restored tree is identical to the source");
     step(&g, "verify");
@@ -88,7 +114,11 @@ fn default_init() -> crate::cli::InitArgs {
 fn compare(a: &Path, b: &Path) -> Result<()> {
     let (da, db) = (digest_path(a)?, digest_path(b)?);
     if da != db {
-        bail!("restored tree {} differs from {} ({da:?} vs {db:?})", b.display(), a.display());
+        bail!(
+            "restored tree {} differs from {} ({da:?} vs {db:?})",
+            b.display(),
+            a.display()
+        );
     }
     Ok(())
 }

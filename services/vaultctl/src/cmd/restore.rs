@@ -30,8 +30,18 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<Outcome> {
         )
     });
     let started = Instant::now();
-    let opts = restore::Options { overwrite: a.overwrite, threads: threads() };
-    let report = restore::restore(&vault, &snap, a.path.as_deref().map(str::as_bytes), &target, &opts, &progress)?;
+    let opts = restore::Options {
+        overwrite: a.overwrite,
+        threads: threads(),
+    };
+    let report = restore::restore(
+        &vault,
+        &snap,
+        a.path.as_deref().map(str::as_bytes),
+        &target,
+        &opts,
+        &progress,
+    )?;
     drop(ticker);
     let secs = started.elapsed().as_secs_f64();
     for (p, w) in &report.warnings {

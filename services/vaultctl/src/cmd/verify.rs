@@ -18,9 +18,20 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
     let ticker = Ticker::start(!g.quiet && !g.json, move || {
         let total = p.packs_total.load(Ordering::Relaxed);
         let done = p.packs_done.load(Ordering::Relaxed);
-        (p.bytes_done.load(Ordering::Relaxed), 0, format!("{done}/{total} packs"))
+        (
+            p.bytes_done.load(Ordering::Relaxed),
+            0,
+            format!("{done}/{total} packs"),
+        )
     });
-    let r = verify::verify(&vault, &verify::Options { quick: a.quick, threads: threads() }, &progress)?;
+    let r = verify::verify(
+        &vault,
+        &verify::Options {
+            quick: a.quick,
+            threads: threads(),
+        },
+        &progress,
+    )?;
     drop(ticker);
     if g.json {
         print_json(&json!({
@@ -47,7 +58,14 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
             line += &format!(": {}", d.error);
             eprintln!("{line}");
             if !d.snapshots.is_empty() {
-                eprintln!("  snapshots: {}", d.snapshots.iter().map(|s| &s[..8]).collect::<Vec<_>>().join(" "));
+                eprintln!(
+                    "  snapshots: {}",
+                    d.snapshots
+                        .iter()
+                        .map(|s| &s[..8])
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
             }
             for f in &d.files {
                 eprintln!("  file: {f}");
@@ -56,12 +74,20 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
         if !g.quiet {
             println!(
                 "{} {} packs, {} blobs, {} read, {} snapshots: {}",
-                if a.quick { "checked (quick)" } else { "verified" },
+                if a.quick {
+                    "checked (quick)"
+                } else {
+                    "verified"
+                },
                 r.packs,
                 r.blobs,
                 size(r.bytes),
                 r.snapshots,
-                if r.ok() { "no damage".to_string() } else { format!("{} problem(s)", r.damage.len()) }
+                if r.ok() {
+                    "no damage".to_string()
+                } else {
+                    format!("{} problem(s)", r.damage.len())
+                }
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Backup: walk → segment jobs → workers (read, chunk, hash, dedup, compress, seal, pack) →
 //! trees → reference list → durable packs and index → snapshot (docs/format.md section 9).
 
+mod scan;
 mod walk;
 mod worker;
 
@@ -17,7 +18,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::io::write_atomic;
 use crate::snapshot::{self, Body, Header, Skipped, Snapshot, Summary};
-use crate::tree::{split_chunk_list, to_cbor, ChunkRef, Content, Entry, NodeType, Tree, INLINE_CHUNKS};
+use crate::tree::{
+    split_chunk_list, to_cbor, ChunkRef, Content, Entry, NodeType, Tree, INLINE_CHUNKS,
+};
 use crate::vault::Vault;
 use crate::writer::{Sink, Writer};
 
@@ -61,15 +64,27 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             force_reread: false,
-            hostname: rustix::system::uname().nodename().to_string_lossy().into_owned(),
-            username: std::env::var("USER").unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
+            hostname: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            username: std::env::var("USER")
+                .unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
 
+/// What the walk and the workers produced: root nodes, file slots, skipped entries.
+type Walked = (Vec<Node>, Vec<walk::Slot>, Vec<Skipped>, Option<u64>);
+
 /// Back up `source` into a new snapshot. Skipped files are listed in the snapshot.
-pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress) -> Result<Snapshot> {
+pub fn backup(
+    vault: &Vault,
+    source: Source,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Snapshot> {
     let started = Instant::now();
     let time_ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
     let cfg = vault.config();
@@ -84,12 +99,22 @@ pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress
         }
         Source::Stream { name, .. } => {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                return Err(Error::Invalid(format!("stream name {name:?} must be a plain file name")));
+                return Err(Error::Invalid(format!(
+                    "stream name {name:?} must be a plain file name"
+                )));
             }
-            ("stream", false, vec![PathBuf::from(name)], vec![name.as_bytes().to_vec()])
+            (
+                "stream",
+                false,
+                vec![PathBuf::from(name)],
+                vec![name.as_bytes().to_vec()],
+            )
         }
     };
-    let path_bytes: Vec<ByteBuf> = paths.iter().map(|p| ByteBuf::from(p.as_os_str().as_bytes().to_vec())).collect();
+    let path_bytes: Vec<ByteBuf> = paths
+        .iter()
+        .map(|p| ByteBuf::from(p.as_os_str().as_bytes().to_vec()))
+        .collect();
     let parent = match &source {
         Source::Stream { .. } => None,
         _ if opts.force_reread => None,
@@ -99,14 +124,18 @@ pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress
         Some(p) => vault.read_tree(&p.body.root).ok(),
         None => None,
     };
-    let chunking = if image { Chunking::Fixed(cfg.image_chunker.fixed) } else { Chunking::Cdc(cfg.chunker) };
+    let chunking = if image {
+        Chunking::Fixed(cfg.image_chunker.fixed)
+    } else {
+        Chunking::Cdc(cfg.chunker)
+    };
 
     let writer = Writer::new(vault);
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(threads * 4);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
 
-    let outcome = std::thread::scope(|s| -> Result<(Vec<Node>, Vec<walk::Slot>, Vec<Skipped>, Option<u64>)> {
+    let outcome = std::thread::scope(|s| -> Result<Walked> {
         let mut handles = Vec::new();
         for i in 0..threads {
             let rx = job_rx.clone();
@@ -150,14 +179,23 @@ pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress
                     }
                 }
             }
-            Source::Stream { name, reader, expect } => {
+            Source::Stream {
+                name,
+                reader,
+                expect,
+            } => {
                 let (node, len) = read_stream(&mut walker, name.as_bytes(), reader, expect)?;
                 stream_len = Some(len);
                 roots.push(node);
             }
         }
         progress.walk_done.store(1, Ordering::Relaxed);
-        let Walker { jobs, mut slots, skipped, .. } = walker;
+        let Walker {
+            jobs,
+            mut slots,
+            skipped,
+            ..
+        } = walker;
         drop(jobs);
         for d in done_rx {
             let slot = &mut slots[d.slot];
@@ -175,7 +213,8 @@ pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress
             }
         }
         for h in handles {
-            h.join().map_err(|_| Error::Invalid("a backup worker panicked".into()))??;
+            h.join()
+                .map_err(|_| Error::Invalid("a backup worker panicked".into()))??;
         }
         Ok((roots, slots, skipped, stream_len))
     });
@@ -245,7 +284,8 @@ pub fn backup(vault: &Vault, source: Source, opts: &Options, progress: &Progress
     let bytes = snapshot::encode(&mut sealer, &header, &body)?;
     let id = Id::digest(&bytes);
     let dest = vault.root().join("snapshots").join(id.hex());
-    write_atomic(&**vault.io(), &vault.tmp_dir().join(id.hex()), &dest, bytes).ctx("writing snapshot", &dest)?;
+    write_atomic(&**vault.io(), &vault.tmp_dir().join(id.hex()), &dest, bytes)
+        .ctx("writing snapshot", &dest)?;
     Ok(Snapshot { id, header, body })
 }
 
@@ -258,7 +298,12 @@ fn root_names(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
         let a = normalize(&a);
         let name = match a.file_name() {
             Some(n) => n.as_bytes().to_vec(),
-            None => return Err(Error::Invalid(format!("{}: name a directory below / rather than / itself", p.display()))),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{}: name a directory below / rather than / itself",
+                    p.display()
+                )))
+            }
         };
         if let Some(i) = names.iter().position(|n| *n == name) {
             return Err(Error::DuplicateBaseName {
@@ -328,7 +373,10 @@ fn read_stream(
         }
         walker.slots[slot].segs.push(None);
         walker.slots[slot].pending += 1;
-        walker.progress.bytes_seen.fetch_add(n as u64, Ordering::Relaxed);
+        walker
+            .progress
+            .bytes_seen
+            .fetch_add(n as u64, Ordering::Relaxed);
         let _ = walker.jobs.send(Job {
             slot,
             seg,
@@ -342,7 +390,10 @@ fn read_stream(
     }
     if let Some(want) = expect {
         if total != want {
-            return Err(Error::TruncatedInput { got: total, expected: want });
+            return Err(Error::TruncatedInput {
+                got: total,
+                expected: want,
+            });
         }
     }
     walker.progress.files.fetch_add(1, Ordering::Relaxed);
@@ -380,7 +431,9 @@ struct TreeBuilder<'a, 'v> {
 
 impl TreeBuilder<'_, '_> {
     fn store_tree(&mut self, tree: Tree) -> Result<Id> {
-        let (id, _) = self.writer.store(&mut self.sink, Kind::Meta, &tree.encode())?;
+        let (id, _) = self
+            .writer
+            .store(&mut self.sink, Kind::Meta, &tree.encode())?;
         self.refs.push(id);
         Ok(id)
     }
@@ -442,14 +495,22 @@ impl TreeBuilder<'_, '_> {
 
     fn content(&mut self, chunks: Vec<ChunkRef>) -> Result<Content> {
         if chunks.len() <= INLINE_CHUNKS {
-            return Ok(Content { chunks: Some(chunks), lists: None });
+            return Ok(Content {
+                chunks: Some(chunks),
+                lists: None,
+            });
         }
         let mut lists = Vec::new();
         for piece in split_chunk_list(&chunks) {
-            let (id, _) = self.writer.store(&mut self.sink, Kind::Meta, &to_cbor(&piece))?;
+            let (id, _) = self
+                .writer
+                .store(&mut self.sink, Kind::Meta, &to_cbor(&piece))?;
             self.refs.push(id);
             lists.push(id);
         }
-        Ok(Content { chunks: None, lists: Some(lists) })
+        Ok(Content {
+            chunks: None,
+            lists: Some(lists),
+        })
     }
 }

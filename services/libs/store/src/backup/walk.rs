@@ -15,6 +15,7 @@ use crate::snapshot::Skipped;
 use crate::tree::{Entry, NodeType, Tree};
 use crate::vault::Vault;
 
+use super::scan::{self, Prefetcher};
 use super::worker::{Input, Job, SEGMENT};
 use super::Progress;
 
@@ -46,6 +47,7 @@ pub struct Walker<'a> {
     pub force_reread: bool,
     /// Files already seen in this backup, by (dev, ino): later hard links share their slot.
     links: HashMap<(u64, u64), Node>,
+    scan: Prefetcher,
 }
 
 fn path_bytes(p: &Path) -> serde_bytes::ByteBuf {
@@ -53,7 +55,12 @@ fn path_bytes(p: &Path) -> serde_bytes::ByteBuf {
 }
 
 impl<'a> Walker<'a> {
-    pub fn new(vault: &'a Vault, jobs: Sender<Job>, progress: &'a Progress, force_reread: bool) -> Self {
+    pub fn new(
+        vault: &'a Vault,
+        jobs: Sender<Job>,
+        progress: &'a Progress,
+        force_reread: bool,
+    ) -> Self {
         Walker {
             vault,
             jobs,
@@ -62,6 +69,7 @@ impl<'a> Walker<'a> {
             progress,
             force_reread,
             links: HashMap::new(),
+            scan: Prefetcher::new(2),
         }
     }
 
@@ -75,25 +83,47 @@ impl<'a> Walker<'a> {
 
     /// Walk `path` (stored under `name`), with the parent snapshot's entry of the same name.
     /// `None` when the path had to be skipped.
-    pub fn visit(&mut self, path: &Path, name: &[u8], parent: Option<&Entry>) -> Result<Option<Node>> {
-        let md = match std::fs::symlink_metadata(path) {
+    pub fn visit(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        parent: Option<&Entry>,
+    ) -> Result<Option<Node>> {
+        let listed = scan::stat_entry(path, std::ffi::OsStr::from_bytes(name).to_os_string());
+        if matches!(&listed.meta, Ok(m) if m.is_dir()) {
+            self.scan.request(path);
+        }
+        self.visit_listed(path, listed, parent)
+    }
+
+    fn visit_listed(
+        &mut self,
+        path: &Path,
+        listed: scan::Listed,
+        parent: Option<&Entry>,
+    ) -> Result<Option<Node>> {
+        let md = match listed.meta {
             Ok(m) => m,
             Err(e) => {
                 self.skip(path, e);
                 return Ok(None);
             }
         };
-        let mut entry = fsmeta::entry_from(name, &md);
-        entry.xattrs = fsmeta::read_xattrs(path);
+        let mut entry = fsmeta::entry_from(listed.name.as_bytes(), &md);
+        entry.xattrs = listed.xattrs;
         match entry.kind {
             NodeType::Dir => self.visit_dir(path, entry, parent).map(Some),
-            NodeType::Symlink => match std::fs::read_link(path) {
-                Ok(t) => {
+            NodeType::Symlink => match listed.target {
+                Some(Ok(t)) => {
                     entry.target = Some(path_bytes(&t));
                     Ok(Some(Node::Done(entry)))
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     self.skip(path, e);
+                    Ok(None)
+                }
+                None => {
+                    self.skip(path, "symlink target was not read");
                     Ok(None)
                 }
             },
@@ -102,50 +132,58 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// `path` was requested from the scanner before this call.
     fn visit_dir(&mut self, path: &Path, entry: Entry, parent: Option<&Entry>) -> Result<Node> {
-        let parent_tree = match parent.filter(|p| p.kind == NodeType::Dir).and_then(|p| p.subtree) {
+        let parent_tree = match parent
+            .filter(|p| p.kind == NodeType::Dir)
+            .and_then(|p| p.subtree)
+        {
             Some(id) => match self.vault.read_tree(&id) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     // A damaged parent only costs change detection: read everything below.
-                    tracing::warn!("parent tree of {} unreadable ({e}); reading all files", path.display());
+                    tracing::warn!(
+                        "parent tree of {} unreadable ({e}); reading all files",
+                        path.display()
+                    );
                     None
                 }
             },
             None => None,
         };
-        let mut names: Vec<std::ffi::OsString> = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(rd) => {
-                for de in rd {
-                    match de {
-                        Ok(de) => names.push(de.file_name()),
-                        Err(e) => {
-                            self.skip(path, e);
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                // The directory itself is kept (its metadata is readable), its content skipped.
-                self.skip(path, e);
+        let listing = self.scan.take(path);
+        if let Some(e) = listing.error {
+            // The directory itself is kept (its metadata is readable); what could not be
+            // listed is reported.
+            self.skip(path, e);
+        }
+        // Queue the subdirectories now so the scanners work ahead of this walk.
+        for l in &listing.entries {
+            if matches!(&l.meta, Ok(m) if m.is_dir()) {
+                self.scan.request(&path.join(&l.name));
             }
         }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         self.progress.dirs.fetch_add(1, Ordering::Relaxed);
-        let mut children = Vec::with_capacity(names.len());
-        for n in names {
-            let child = path.join(&n);
-            let pe = parent_tree.as_ref().and_then(|t: &Tree| t.find(n.as_bytes()));
-            if let Some(node) = self.visit(&child, n.as_bytes(), pe)? {
+        let mut children = Vec::with_capacity(listing.entries.len());
+        for l in listing.entries {
+            let child = path.join(&l.name);
+            let pe = parent_tree
+                .as_ref()
+                .and_then(|t: &Tree| t.find(l.name.as_bytes()));
+            if let Some(node) = self.visit_listed(&child, l, pe)? {
                 children.push(node);
             }
         }
         Ok(Node::Dir(entry, children))
     }
 
-    fn visit_file(&mut self, path: &Path, mut entry: Entry, md: &std::fs::Metadata, parent: Option<&Entry>) -> Option<Node> {
+    fn visit_file(
+        &mut self,
+        path: &Path,
+        mut entry: Entry,
+        md: &std::fs::Metadata,
+        parent: Option<&Entry>,
+    ) -> Option<Node> {
         let size = entry.size.unwrap_or(0);
         self.progress.files.fetch_add(1, Ordering::Relaxed);
         self.progress.bytes_seen.fetch_add(size, Ordering::Relaxed);
@@ -157,7 +195,9 @@ impl<'a> Walker<'a> {
         }
         if let Some(p) = parent.filter(|p| !self.force_reread && unchanged(p, &entry)) {
             entry.content = p.content.clone();
-            self.progress.bytes_reused.fetch_add(size, Ordering::Relaxed);
+            self.progress
+                .bytes_reused
+                .fetch_add(size, Ordering::Relaxed);
             let node = Node::Done(entry);
             self.remember_link(key, &node);
             return Some(node);
@@ -198,7 +238,9 @@ impl<'a> Walker<'a> {
     }
 
     fn remember_link(&mut self, key: (u64, u64), node: &Node) {
-        let (Node::File(e, _) | Node::Done(e)) = node else { return };
+        let (Node::File(e, _) | Node::Done(e)) = node else {
+            return;
+        };
         if e.nlink > 1 {
             let copy = match node {
                 Node::File(e, s) => Node::File(e.clone(), *s),
@@ -253,7 +295,10 @@ mod tests {
     #[test]
     fn segments_cut_at_absolute_multiples() {
         assert_eq!(segments(0, 10), vec![(0, 10)]);
-        assert_eq!(segments(SEGMENT - 5, 10), vec![(SEGMENT - 5, 5), (SEGMENT, 5)]);
+        assert_eq!(
+            segments(SEGMENT - 5, 10),
+            vec![(SEGMENT - 5, 5), (SEGMENT, 5)]
+        );
         assert_eq!(segments(0, 2 * SEGMENT).len(), 2);
         assert!(segments(7, 0).is_empty());
     }

@@ -65,7 +65,11 @@ pub struct Worker<'w, 'v> {
 fn open_noatime(path: &std::path::Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NOATIME spares a metadata write per file but is refused on files we do not own.
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
         Ok(f) => Ok(f),
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         Err(e) => Err(e),
@@ -87,8 +91,12 @@ impl Worker<'_, '_> {
                 (0, None)
             }
             Input::Range(path, offset, len) => {
-                self.buf.clear();
-                self.buf.resize(len as usize, 0);
+                let n = len as usize;
+                if self.buf.len() < n {
+                    self.buf.resize(n, 0);
+                } else {
+                    self.buf.truncate(n);
+                }
                 let r = open_noatime(&path).and_then(|f| read_full_at(&f, &mut self.buf, offset));
                 match r {
                     Ok(n) => self.buf.truncate(n),
@@ -100,7 +108,9 @@ impl Worker<'_, '_> {
         };
         let data = owned.as_deref().unwrap_or(&self.buf);
         let chunks = chunk_and_store(self.writer, &mut self.sink, self.chunking, data, base)?;
-        self.progress.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.progress
+            .bytes_done
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(Ok(Segment {
             chunks,
             read: data.len() as u64,

@@ -28,7 +28,10 @@ impl Io for PlainIo {
             match uring::UringFile::new(file) {
                 Ok(f) => return Ok(Box::new(f)),
                 Err((file, e)) => {
-                    tracing::warn!("io_uring setup failed ({e}); writing {} with pwrite", path.display());
+                    tracing::warn!(
+                        "io_uring setup failed ({e}); writing {} with pwrite",
+                        path.display()
+                    );
                     return Ok(Box::new(PwriteFile { file, free: None }));
                 }
             }

@@ -1,0 +1,171 @@
+//! The engine through its public API: back up, read, restore, verify, with both write engines.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tiervault_store::io::{Io, PlainIo};
+use tiervault_store::{backup, browse, restore, verify, InitOptions, Secret, Vault};
+
+fn secret() -> Secret {
+    Secret::KeyFile(b"0123456789abcdef0123456789abcdef".to_vec())
+}
+
+fn opts() -> InitOptions {
+    InitOptions {
+        kdf_time: Duration::ZERO,
+        ..InitOptions::default()
+    }
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+    std::fs::write(root.join("a/small.txt"), b"hello world\n".repeat(10)).expect("write");
+    std::fs::write(root.join("a/b/big.bin"), pseudo_random(3 << 20, 7)).expect("write");
+    std::fs::write(root.join("empty"), b"").expect("write");
+    std::os::unix::fs::symlink("a/small.txt", root.join("link")).expect("symlink");
+    std::fs::set_permissions(
+        root.join("a/small.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+}
+
+fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readdir") {
+            let p = e.expect("entry").path();
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let rel = p.strip_prefix(root).expect("prefix").display().to_string();
+            if md.is_dir() {
+                stack.push(p);
+            } else if md.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    std::fs::read_link(&p)
+                        .expect("readlink")
+                        .display()
+                        .to_string()
+                        .into_bytes(),
+                ));
+            } else {
+                out.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn round_trip(io: Arc<dyn Io>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let vault = Vault::init(&tmp.path().join("vault"), &secret(), &opts(), io).expect("init");
+    let progress = backup::Progress::default();
+    let snap = backup::backup(
+        &vault,
+        backup::Source::Paths(vec![src.clone()]),
+        &backup::Options::default(),
+        &progress,
+    )
+    .expect("backup");
+    assert_eq!(snap.body.summary.files, 3);
+    assert_eq!(snap.body.summary.skipped, 0);
+
+    let again = backup::backup(
+        &vault,
+        backup::Source::Paths(vec![src.clone()]),
+        &backup::Options::default(),
+        &progress,
+    )
+    .expect("second backup");
+    assert_eq!(
+        again.body.summary.stored_bytes, 0,
+        "unchanged tree stores nothing new"
+    );
+    assert_eq!(again.body.parent.as_deref(), Some(snap.id.hex().as_str()));
+
+    let target = tmp.path().join("restore");
+    let report = restore::restore(
+        &vault,
+        &again,
+        None,
+        &restore::Target::Dir(target.clone()),
+        &restore::Options {
+            overwrite: false,
+            threads: 2,
+        },
+        &restore::Progress::default(),
+    )
+    .expect("restore");
+    assert!(report.damaged.is_empty());
+    assert_eq!(files(&src), files(&target.join("src")));
+
+    let mut out = Vec::new();
+    match browse::find(&vault, &again, b"src/a/small.txt").expect("find") {
+        browse::Found::Entry(e) => browse::cat(&vault, &e, &mut out).expect("cat"),
+        browse::Found::Root(_) => panic!("expected an entry"),
+    };
+    assert_eq!(out, b"hello world\n".repeat(10));
+
+    let r = verify::verify(
+        &vault,
+        &verify::Options {
+            quick: false,
+            threads: 2,
+        },
+        &verify::Progress::default(),
+    )
+    .expect("verify");
+    assert!(r.ok(), "{:?}", r.damage);
+    assert_eq!(r.snapshots, 2);
+}
+
+#[test]
+fn round_trip_with_pwrite() {
+    round_trip(Arc::new(PlainIo::new(false)));
+}
+
+#[test]
+fn round_trip_with_default_engine() {
+    round_trip(tiervault_store::io::default_io());
+}
+
+#[test]
+fn wrong_secret_and_non_vault_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("vault");
+    Vault::init(&dir, &secret(), &opts(), tiervault_store::io::default_io()).expect("init");
+    let wrong = Secret::KeyFile(b"ffffffffffffffffffffffffffffffff".to_vec());
+    let e = Vault::open(&dir, &wrong, tiervault_store::io::default_io())
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string().contains("wrong passphrase or key file"),
+        "{e}"
+    );
+    let e = Vault::open(tmp.path(), &secret(), tiervault_store::io::default_io())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("is not a vault"), "{e}");
+    let e = Vault::init(&dir, &secret(), &opts(), tiervault_store::io::default_io())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("non-empty"), "{e}");
+}
