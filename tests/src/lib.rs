@@ -1,1 +1,4 @@
-//! End-to-end test helpers live in tests/tests/common.
+//! End-to-end test helpers live in tests/tests/common; `crashfs` is the power-cut I/O layer
+//! used by tests/tests/powercut.rs.
+
+pub mod crashfs;

@@ -98,6 +98,14 @@ impl Vault {
         let data = root.join("data");
         io.create_dir_all(&data.join("tmp"))
             .ctx("creating", &data)?;
+        let lock = root.join("lock");
+        let mut f = io.create(&lock).ctx("creating", &lock)?;
+        f.sync().ctx("syncing", &lock)?;
+        drop(f);
+        // Every directory and the lock file must be durable before the config names this a
+        // vault (a power cut must never leave a config without them).
+        io.sync_dir(&data).ctx("syncing", &data)?;
+        io.sync_dir(root).ctx("syncing", root)?;
         let kf = KeyFile::create(secret, &master, &vid, opts.kdf_time)?;
         let kf_json = serde_json::to_vec_pretty(&kf).map_err(|e| Error::Invalid(e.to_string()))?;
         let kname = PackId::random().hex();
@@ -108,7 +116,6 @@ impl Vault {
             kf_json,
         )
         .ctx("writing key file", &root.join("keys"))?;
-        std::fs::write(root.join("lock"), b"").ctx("creating", &root.join("lock"))?;
         let cfg = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
         // The config is written last: a directory without it is not a vault, so an
         // interrupted init never looks like a usable vault.
@@ -178,6 +185,15 @@ impl Vault {
             packs_open: Mutex::new(HashMap::new()),
             open_problems: Vec::new(),
         };
+        // Write sessions need these; an older crash or a manual cleanup may have removed them.
+        let tmps: Vec<PathBuf> = std::iter::once(vault.tmp_dir())
+            .chain(vault.data_dirs.iter().map(|d| d.join("tmp")))
+            .collect();
+        for t in tmps {
+            if !t.exists() {
+                vault.io.create_dir_all(&t).ctx("creating", &t)?;
+            }
+        }
         vault.load_index()?;
         if exclusive {
             vault.clean_interrupted()?;

@@ -253,8 +253,10 @@ fn flush_loop(
             drop(fin.file);
             if !sub.exists() {
                 io.create_dir_all(&sub)?;
-                io.sync_dir(base)?;
             }
+            // Always, not only when this process created `sub`: another writer may have
+            // created it and not yet made it durable.
+            io.sync_dir(base)?;
             io.rename(&fin.tmp_path, &dest)?;
             io.sync_dir(&sub)
         })();

@@ -171,7 +171,13 @@ pub fn backup(
         let mut roots = Vec::new();
         let mut stream_len = None;
         match source {
-            Source::Paths(_) | Source::Image(_) => {
+            Source::Image(_) => {
+                let pe = parent_root.as_ref().and_then(|t| t.find(&names[0]));
+                if let Some(node) = walker.visit_image(&paths[0], &names[0], pe)? {
+                    roots.push(node);
+                }
+            }
+            Source::Paths(_) => {
                 for (p, n) in paths.iter().zip(&names) {
                     let pe = parent_root.as_ref().and_then(|t| t.find(n));
                     if let Some(node) = walker.visit(p, n, pe)? {

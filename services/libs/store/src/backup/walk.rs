@@ -177,6 +177,30 @@ impl<'a> Walker<'a> {
         Ok(Node::Dir(entry, children))
     }
 
+    /// A disk image or block device, stored as one regular file whatever its type.
+    pub fn visit_image(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        parent: Option<&Entry>,
+    ) -> Result<Option<Node>> {
+        use std::io::{Seek, SeekFrom};
+        let opened = std::fs::File::open(path).and_then(|mut f| {
+            let md = f.metadata()?;
+            let size = f.seek(SeekFrom::End(0))?;
+            Ok((md, size))
+        });
+        let (md, size) = match opened {
+            Ok(v) => v,
+            Err(e) => return Err(crate::error::Error::io("opening image", path, e)),
+        };
+        let mut entry = fsmeta::entry_from(name, &md);
+        entry.kind = NodeType::File;
+        entry.size = Some(size);
+        entry.rdev = None;
+        Ok(self.visit_file(path, entry, &md, parent))
+    }
+
     fn visit_file(
         &mut self,
         path: &Path,
@@ -193,7 +217,9 @@ impl<'a> Walker<'a> {
                 return Some(share_link(prev, entry));
             }
         }
-        if let Some(p) = parent.filter(|p| !self.force_reread && unchanged(p, &entry)) {
+        if let Some(p) =
+            parent.filter(|p| !self.force_reread && md.is_file() && unchanged(p, &entry))
+        {
             entry.content = p.content.clone();
             self.progress
                 .bytes_reused
@@ -204,11 +230,13 @@ impl<'a> Walker<'a> {
         }
         let arc = Arc::new(path.to_path_buf());
         let mut inputs = Vec::new();
-        if size <= SEGMENT && !fsmeta::maybe_sparse(md) {
+        if size <= SEGMENT && md.is_file() && !fsmeta::maybe_sparse(md) {
             inputs.push(Input::Whole(arc));
         } else {
             let extents = match std::fs::File::open(path) {
-                Ok(f) => fsmeta::data_extents(&f, size),
+                Ok(f) if md.is_file() => fsmeta::data_extents(&f, size),
+                // Block devices have no holes to ask about.
+                Ok(_) => vec![(0, size)],
                 Err(e) => {
                     self.skip(path, e);
                     return None;
