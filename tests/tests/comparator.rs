@@ -15,7 +15,11 @@ use common::tree;
 fn fixture(root: &Path) {
     fs::create_dir(root).expect("mkdir root");
     fs::write(root.join("a.txt"), b"hello, vault\n".repeat(100)).expect("write a.txt");
-    let mut sparse = OpenOptions::new().write(true).create_new(true).open(root.join("sparse.bin")).expect("create sparse.bin");
+    let mut sparse = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(root.join("sparse.bin"))
+        .expect("create sparse.bin");
     fsx::write_at(&mut sparse, 1 << 20, &[7u8; 10_000]).expect("write sparse data");
     sparse.set_len(3 << 20).expect("extend sparse.bin");
     drop(sparse);
@@ -27,7 +31,10 @@ fn fixture(root: &Path) {
     for (p, mode) in [("a.txt", 0o644), ("dir", 0o750)] {
         fs::set_permissions(root.join(p), fs::Permissions::from_mode(mode)).expect("chmod");
     }
-    for (i, p) in ["a.txt", "sparse.bin", "link1", "sym", "dir", ""].iter().enumerate() {
+    for (i, p) in ["a.txt", "sparse.bin", "link1", "sym", "dir", ""]
+        .iter()
+        .enumerate()
+    {
         fsx::set_mtime(&root.join(p), 1_600_000_000 + i as i64, 123_456_789).expect("set mtime");
     }
 }
@@ -62,7 +69,10 @@ fn keeping_mtime(path: &Path, f: impl FnOnce(&Path)) {
 fn assert_caught(verdict: Result<(), String>, words: &[&str]) {
     let msg = verdict.expect_err("the comparator accepted a mutated copy");
     for w in words {
-        assert!(msg.contains(w), "the comparator's report lacks {w:?}:\n{msg}");
+        assert!(
+            msg.contains(w),
+            "the comparator's report lacks {w:?}:\n{msg}"
+        );
     }
 }
 
@@ -101,7 +111,9 @@ fn catches_a_changed_byte() {
 #[test]
 fn catches_a_changed_mode() {
     assert_caught(
-        verdict_after(|c| fs::set_permissions(c.join("a.txt"), fs::Permissions::from_mode(0o640)).expect("chmod")),
+        verdict_after(|c| {
+            fs::set_permissions(c.join("a.txt"), fs::Permissions::from_mode(0o640)).expect("chmod")
+        }),
         &["a.txt", "mode 644 vs 640"],
     );
 }
@@ -109,7 +121,9 @@ fn catches_a_changed_mode() {
 #[test]
 fn catches_a_changed_mtime() {
     assert_caught(
-        verdict_after(|c| fsx::set_mtime(&c.join("a.txt"), 1_600_000_000, 123_456_790).expect("touch")),
+        verdict_after(|c| {
+            fsx::set_mtime(&c.join("a.txt"), 1_600_000_000, 123_456_790).expect("touch")
+        }),
         &["a.txt", "mtime"],
     );
 }
@@ -175,7 +189,9 @@ fn catches_xattr_target_and_presence_changes() {
         &["sym: symlink target a.txt vs elsewhere"],
     );
     assert_caught(
-        verdict_after(|c| keeping_parent_mtime(&c.join("a.txt"), |p| fs::remove_file(p).expect("unlink"))),
+        verdict_after(|c| {
+            keeping_parent_mtime(&c.join("a.txt"), |p| fs::remove_file(p).expect("unlink"))
+        }),
         &["a.txt: missing"],
     );
 }

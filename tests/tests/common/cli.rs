@@ -4,11 +4,12 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -50,7 +51,11 @@ pub fn vaultctl() -> &'static Path {
         let bin = target
             .join(if release { "release" } else { "debug" })
             .join("vaultctl");
-        assert!(bin.is_file(), "cargo built vaultctl but {} is missing", bin.display());
+        assert!(
+            bin.is_file(),
+            "cargo built vaultctl but {} is missing",
+            bin.display()
+        );
         bin
     })
 }
@@ -68,8 +73,8 @@ pub enum Auth {
 ///
 /// Layout: `<tmp>/vault` (the vault), `<tmp>/key` (the key file), `<tmp>/<name>` (scratch).
 pub struct Vault {
-    /// Owns every path below; removed on drop.
-    pub tmp: TempDir,
+    /// Owns every path below; removed when the last fixture sharing it is dropped.
+    pub tmp: Arc<TempDir>,
     /// The vault directory.
     pub dir: PathBuf,
     pub auth: Auth,
@@ -146,7 +151,27 @@ impl Vault {
             std::os::unix::fs::chown(parent, Some(uid), Some(gid))
                 .expect("handing the key directory to the unprivileged user");
         }
-        Vault { tmp, dir, auth: Auth::KeyFile(key), bin, user, envs }
+        Vault {
+            tmp: Arc::new(tmp),
+            dir,
+            auth: Auth::KeyFile(key),
+            bin,
+            user,
+            envs,
+        }
+    }
+
+    /// The same credentials, binary and environment, for another vault directory (e.g. a copy
+    /// of this one).
+    pub fn at(&self, dir: PathBuf) -> Vault {
+        Vault {
+            tmp: Arc::clone(&self.tmp),
+            dir,
+            auth: self.auth.clone(),
+            bin: self.bin.clone(),
+            user: self.user,
+            envs: self.envs.clone(),
+        }
     }
 
     /// A path under the fixture's temporary directory (not created).
@@ -162,19 +187,14 @@ impl Vault {
         }
     }
 
-    /// `vaultctl --vault DIR <auth> --quiet ARGS…`, with a clean environment: no inherited
-    /// `$VAULT_DIR`/`$VAULT_PASSPHRASE`, stdin closed (so no passphrase prompt can hang).
+    /// `vaultctl --vault DIR <auth> --quiet ARGS…` in a clean environment ([`bare_command`]).
     pub fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(&self.bin);
-        cmd.env_remove("VAULT_DIR")
-            .env_remove("VAULT_PASSPHRASE")
-            .stdin(Stdio::null())
-            .arg("--vault")
-            .arg(&self.dir);
+        let mut cmd = bare_command(&self.bin);
+        cmd.arg("--vault").arg(&self.dir);
         match &self.auth {
             Auth::KeyFile(k) => {
                 cmd.arg("--key-file").arg(k);
@@ -203,6 +223,31 @@ impl Vault {
         self.command(&args)
             .output()
             .unwrap_or_else(|e| panic!("spawning {} {:?}: {e}", self.bin.display(), args))
+    }
+
+    /// Runs a command with `input` on its standard input.
+    pub fn run_with_stdin<I, S>(&self, args: I, input: &[u8]) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning vaultctl");
+        let mut stdin = child.stdin.take().expect("a piped stdin");
+        // Feed stdin from a thread: the child may fill its stdout pipe before reading it all.
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // A child that stops reading early (e.g. on a size mismatch) closes the pipe;
+                // that is its business, not an error of the test.
+                let _ = stdin.write_all(input);
+            });
+            child.wait_with_output().expect("waiting for vaultctl")
+        })
     }
 
     /// Runs a command and asserts its exit code; the panic shows the command and its output.
@@ -246,7 +291,15 @@ impl Vault {
 
     /// `restore SNAP --target TARGET`, asserting success.
     pub fn restore(&self, snap: &str, target: &Path) {
-        self.expect(0, [OsStr::new("restore"), OsStr::new(snap), OsStr::new("--target"), target.as_os_str()]);
+        self.expect(
+            0,
+            [
+                OsStr::new("restore"),
+                OsStr::new(snap),
+                OsStr::new("--target"),
+                target.as_os_str(),
+            ],
+        );
     }
 }
 
@@ -254,6 +307,26 @@ impl Default for Vault {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `bin` with a clean environment: no inherited `$VAULT_DIR`/`$VAULT_PASSPHRASE`, and stdin
+/// closed so that no passphrase prompt can wait for a terminal.
+pub fn bare_command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_remove("VAULT_DIR")
+        .env_remove("VAULT_PASSPHRASE")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// True when this process can start programs as `(uid, gid)` (root without CAP_SETUID, as in
+/// some containers, cannot).
+pub fn can_run_as(uid: u32, gid: u32) -> bool {
+    Command::new("true")
+        .uid(uid)
+        .gid(gid)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The `id` of a snapshot object, which must be a string.
@@ -265,7 +338,10 @@ pub fn snap_id(snap: &Value) -> String {
 }
 
 fn show_args(args: &[OsString]) -> String {
-    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Exit status, stdout and stderr of a run, for failure messages.
@@ -315,8 +391,12 @@ pub fn check_exit(out: &Output, code: i32, what: &str) {
 
 /// Parses stdout as one JSON document.
 pub fn json_of(out: &Output, what: &str) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{what}: stdout is not one JSON document ({e}); {}", describe(out)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: stdout is not one JSON document ({e}); {}",
+            describe(out)
+        )
+    })
 }
 
 /// The contract's error report: stderr holds one line starting with `error: `. Returns it.

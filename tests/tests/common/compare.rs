@@ -54,7 +54,11 @@ fn scan_into(abs: &Path, rel: Vec<u8>, out: &mut BTreeMap<Vec<u8>, Entry>) -> io
     } else {
         "blockdev"
     };
-    let target = if ft.is_symlink() { Some(fs::read_link(abs)?.as_os_str().as_bytes().to_vec()) } else { None };
+    let target = if ft.is_symlink() {
+        Some(fs::read_link(abs)?.as_os_str().as_bytes().to_vec())
+    } else {
+        None
+    };
     out.insert(
         rel.clone(),
         Entry {
@@ -105,10 +109,20 @@ pub fn compare_trees(a: &Path, b: &Path, skip: &[&[u8]]) -> Result<(), String> {
     }
     let (ga, gb) = (link_groups(&ta, &skipped), link_groups(&tb, &skipped));
     for g in ga.difference(&gb) {
-        diffs.push(format!("hard-link group {} of {} is not a group in {}", show_group(g), fsx::show_path(a), fsx::show_path(b)));
+        diffs.push(format!(
+            "hard-link group {} of {} is not a group in {}",
+            show_group(g),
+            fsx::show_path(a),
+            fsx::show_path(b)
+        ));
     }
     for g in gb.difference(&ga) {
-        diffs.push(format!("hard-link group {} of {} is not a group in {}", show_group(g), fsx::show_path(b), fsx::show_path(a)));
+        diffs.push(format!(
+            "hard-link group {} of {} is not a group in {}",
+            show_group(g),
+            fsx::show_path(b),
+            fsx::show_path(a)
+        ));
     }
     if diffs.is_empty() {
         return Ok(());
@@ -124,7 +138,11 @@ pub fn compare_trees(a: &Path, b: &Path, skip: &[&[u8]]) -> Result<(), String> {
 }
 
 fn shown(path: &[u8]) -> String {
-    if path.is_empty() { ".".to_owned() } else { show(path) }
+    if path.is_empty() {
+        ".".to_owned()
+    } else {
+        show(path)
+    }
 }
 
 fn show_group(g: &[Vec<u8>]) -> String {
@@ -142,17 +160,31 @@ fn compare_entry(path: &[u8], a: &Entry, b: &Entry, diffs: &mut Vec<String>) {
         diffs.push(format!("{p}: mode {:o} vs {:o}", a.mode, b.mode));
     }
     if a.mtime != b.mtime {
-        diffs.push(format!("{p}: mtime {}.{:09} vs {}.{:09}", a.mtime.0, a.mtime.1, b.mtime.0, b.mtime.1));
+        diffs.push(format!(
+            "{p}: mtime {}.{:09} vs {}.{:09}",
+            a.mtime.0, a.mtime.1, b.mtime.0, b.mtime.1
+        ));
     }
     if fsx::is_root() && (a.uid, a.gid) != (b.uid, b.gid) {
-        diffs.push(format!("{p}: owner {}:{} vs {}:{}", a.uid, a.gid, b.uid, b.gid));
+        diffs.push(format!(
+            "{p}: owner {}:{} vs {}:{}",
+            a.uid, a.gid, b.uid, b.gid
+        ));
     }
     if a.xattrs != b.xattrs {
-        diffs.push(format!("{p}: xattrs {} vs {}", show_xattrs(&a.xattrs), show_xattrs(&b.xattrs)));
+        diffs.push(format!(
+            "{p}: xattrs {} vs {}",
+            show_xattrs(&a.xattrs),
+            show_xattrs(&b.xattrs)
+        ));
     }
     if a.target != b.target {
         let t = |t: &Option<Vec<u8>>| t.as_deref().map(show).unwrap_or_default();
-        diffs.push(format!("{p}: symlink target {} vs {}", t(&a.target), t(&b.target)));
+        diffs.push(format!(
+            "{p}: symlink target {} vs {}",
+            t(&a.target),
+            t(&b.target)
+        ));
     }
     if a.kind == "file" {
         if let Err(e) = compare_file_data(&a.abs, &b.abs) {
@@ -162,12 +194,18 @@ fn compare_entry(path: &[u8], a: &Entry, b: &Entry, diffs: &mut Vec<String>) {
 }
 
 fn show_xattrs(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
-    let items: Vec<String> = x.iter().map(|(k, v)| format!("{}={}", show(k), show(v))).collect();
+    let items: Vec<String> = x
+        .iter()
+        .map(|(k, v)| format!("{}={}", show(k), show(v)))
+        .collect();
     format!("{{{}}}", items.join(", "))
 }
 
 /// Hard-link groups: sets of ≥ 2 non-directory paths sharing an inode.
-fn link_groups(tree: &BTreeMap<Vec<u8>, Entry>, skipped: &dyn Fn(&[u8]) -> bool) -> BTreeSet<Vec<Vec<u8>>> {
+fn link_groups(
+    tree: &BTreeMap<Vec<u8>, Entry>,
+    skipped: &dyn Fn(&[u8]) -> bool,
+) -> BTreeSet<Vec<Vec<u8>>> {
     let mut by_inode: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
     for (path, e) in tree {
         if e.kind != "dir" && !skipped(path) {
@@ -194,14 +232,21 @@ pub fn compare_file_data(a: &Path, b: &Path) -> Result<(), String> {
     if la != lb {
         return Err(format!("size {la} vs {lb}"));
     }
-    let (mut fa, mut fb) = (File::open(a).map_err(|e| io_err(a, e))?, File::open(b).map_err(|e| io_err(b, e))?);
+    let (mut fa, mut fb) = (
+        File::open(a).map_err(|e| io_err(a, e))?,
+        File::open(b).map_err(|e| io_err(b, e))?,
+    );
     let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let mut offset = 0u64;
     loop {
         let n = read_full(&mut fa, &mut ba).map_err(|e| io_err(a, e))?;
         let m = read_full(&mut fb, &mut bb).map_err(|e| io_err(b, e))?;
         if ba[..n] != bb[..m] {
-            let i = ba[..n].iter().zip(&bb[..m]).position(|(x, y)| x != y).unwrap_or(n.min(m));
+            let i = ba[..n]
+                .iter()
+                .zip(&bb[..m])
+                .position(|(x, y)| x != y)
+                .unwrap_or(n.min(m));
             return Err(format!("content differs at byte {}", offset + i as u64));
         }
         if n == 0 {
@@ -212,14 +257,22 @@ pub fn compare_file_data(a: &Path, b: &Path) -> Result<(), String> {
     let ea = fsx::data_extents(a).map_err(|e| io_err(a, e))?;
     let eb = fsx::data_extents(b).map_err(|e| io_err(b, e))?;
     if ea != eb {
-        return Err(format!("hole map differs: data extents {} vs {}", show_extents(&ea), show_extents(&eb)));
+        return Err(format!(
+            "hole map differs: data extents {} vs {}",
+            show_extents(&ea),
+            show_extents(&eb)
+        ));
     }
     Ok(())
 }
 
 fn show_extents(e: &[(u64, u64)]) -> String {
     let items: Vec<String> = e.iter().take(8).map(|(s, t)| format!("{s}..{t}")).collect();
-    let more = if e.len() > 8 { format!(", … ({} in all)", e.len()) } else { String::new() };
+    let more = if e.len() > 8 {
+        format!(", … ({} in all)", e.len())
+    } else {
+        String::new()
+    };
     format!("[{}{more}]", items.join(", "))
 }
 

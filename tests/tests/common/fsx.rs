@@ -112,8 +112,14 @@ pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<bool> {
 
 /// Sets atime and mtime of `path` (not following symlinks) to `sec` + `nsec`.
 pub fn set_mtime(path: &Path, sec: i64, nsec: u32) -> io::Result<()> {
-    let t = Timespec { tv_sec: sec as _, tv_nsec: nsec as _ };
-    let times = Timestamps { last_access: t, last_modification: t };
+    let t = Timespec {
+        tv_sec: sec as _,
+        tv_nsec: nsec as _,
+    };
+    let times = Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
     rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
@@ -175,7 +181,11 @@ pub fn write_at(f: &mut File, offset: u64, data: &[u8]) -> io::Result<()> {
 /// Copies a regular file's content keeping its holes: only the data extents are written.
 pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<()> {
     let mut from = File::open(src)?;
-    let mut to = OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst)?;
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)?;
     let mut buf = vec![0u8; 1 << 20];
     for (start, end) in data_extents(src)? {
         from.seek(SeekFrom::Start(start))?;
@@ -206,7 +216,9 @@ fn copy_entry(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) 
     let meta = read_meta(src)?;
     if ft.is_dir() {
         fs::create_dir(dst)?;
-        let mut names: Vec<_> = fs::read_dir(src)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        let mut names: Vec<_> = fs::read_dir(src)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
         names.sort();
         for name in names {
             copy_entry(&src.join(&name), &dst.join(&name), links)?;
@@ -264,10 +276,24 @@ pub struct Listed {
 pub fn listing(root: &Path) -> BTreeMap<PathBuf, Listed> {
     let mut out = BTreeMap::new();
     walk(root, &mut |path, md| {
-        let rel = path.strip_prefix(root).expect("walk stays under its root").to_path_buf();
+        let rel = path
+            .strip_prefix(root)
+            .expect("walk stays under its root")
+            .to_path_buf();
         let is_dir = md.is_dir();
-        let (size, mtime) = if is_dir { (0, (0, 0)) } else { (md.len(), mtime_of(md)) };
-        out.insert(rel, Listed { is_dir, size, mtime });
+        let (size, mtime) = if is_dir {
+            (0, (0, 0))
+        } else {
+            (md.len(), mtime_of(md))
+        };
+        out.insert(
+            rel,
+            Listed {
+                is_dir,
+                size,
+                mtime,
+            },
+        );
     });
     out
 }
@@ -298,13 +324,18 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
 /// Visits every entry under `root` (not `root` itself), not following symlinks, with its
 /// `lstat`. Panics on I/O errors: the walked trees are the tests' own.
 pub fn walk(root: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) {
-    let entries = fs::read_dir(root).unwrap_or_else(|e| panic!("reading directory {}: {e}", show_path(root)));
+    let entries =
+        fs::read_dir(root).unwrap_or_else(|e| panic!("reading directory {}: {e}", show_path(root)));
     let mut paths: Vec<PathBuf> = entries
-        .map(|e| e.unwrap_or_else(|e| panic!("listing {}: {e}", show_path(root))).path())
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("listing {}: {e}", show_path(root)))
+                .path()
+        })
         .collect();
     paths.sort();
     for p in paths {
-        let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", show_path(&p)));
+        let md =
+            fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", show_path(&p)));
         f(&p, &md);
         if md.is_dir() {
             walk(&p, f);
@@ -315,11 +346,20 @@ pub fn walk(root: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) {
 /// Flips every bit of the byte at `offset` of `path` in place (files in a vault are typically
 /// read-only, so the mode is opened up for the write and put back after).
 pub fn flip_byte(path: &Path, offset: u64) {
-    let mode = fs::metadata(path).expect("stat of the file to corrupt").permissions().mode();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o600)).expect("making the file writable");
-    let mut f = OpenOptions::new().read(true).write(true).open(path).expect("opening the file to corrupt");
+    let mode = fs::metadata(path)
+        .expect("stat of the file to corrupt")
+        .permissions()
+        .mode();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o600))
+        .expect("making the file writable");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("opening the file to corrupt");
     let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(offset)).expect("seek to the byte to flip");
+    f.seek(SeekFrom::Start(offset))
+        .expect("seek to the byte to flip");
     f.read_exact(&mut b).expect("reading the byte to flip");
     b[0] ^= 0xff;
     write_at(&mut f, offset, &b).expect("writing the flipped byte");

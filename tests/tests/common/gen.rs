@@ -62,10 +62,38 @@ pub fn content(kind: Kind, seed: u64, len: usize) -> Vec<u8> {
 }
 
 const WORDS: &[&[u8]] = &[
-    b"vault", b"backup", b"the", b"of", b"and", b"snapshot", b"chunk", b"pack", b"index",
-    b"restore", b"a", b"to", b"in", b"is", b"that", b"tier", b"storage", b"data", b"with",
-    b"compress", b"encrypt", b"key", b"for", b"on", b"file", b"tree", b"blob", b"verify",
-    b"as", b"by", b"zstd", b"hash",
+    b"vault",
+    b"backup",
+    b"the",
+    b"of",
+    b"and",
+    b"snapshot",
+    b"chunk",
+    b"pack",
+    b"index",
+    b"restore",
+    b"a",
+    b"to",
+    b"in",
+    b"is",
+    b"that",
+    b"tier",
+    b"storage",
+    b"data",
+    b"with",
+    b"compress",
+    b"encrypt",
+    b"key",
+    b"for",
+    b"on",
+    b"file",
+    b"tree",
+    b"blob",
+    b"verify",
+    b"as",
+    b"by",
+    b"zstd",
+    b"hash",
 ];
 
 /// Fills `buf` with words separated by spaces and, now and then, newlines.
@@ -74,7 +102,11 @@ fn fill_text(rng: &mut Rng, buf: &mut [u8]) {
     while i < buf.len() {
         let r = rng.next_u64();
         let word = WORDS[(r % WORDS.len() as u64) as usize];
-        let sep: &[u8] = if (r >> 32) % 11 == 0 { b".\n" } else { b" " };
+        // A sentence ends about every 11 words (`match`: is_multiple_of needs Rust 1.87).
+        let sep: &[u8] = match (r >> 32) % 11 {
+            0 => b".\n",
+            _ => b" ",
+        };
         for &b in word.iter().chain(sep) {
             if i == buf.len() {
                 break;
@@ -87,6 +119,10 @@ fn fill_text(rng: &mut Rng, buf: &mut [u8]) {
 
 /// A "mixed" file as the bigger tests use: random or text depending on the seed.
 pub fn mixed(seed: u64, len: usize, random_share: f64) -> Vec<u8> {
-    let kind = if Rng::new(seed ^ 0xabcd).unit() < random_share { Kind::Random } else { Kind::Text };
+    let kind = if Rng::new(seed ^ 0xabcd).unit() < random_share {
+        Kind::Random
+    } else {
+        Kind::Text
+    };
     content(kind, seed, len)
 }

@@ -5,6 +5,7 @@
 //! - [`cli`]: finding/building the `vaultctl` binary, the [`Vault`] fixture, exit-code checks;
 //! - [`fsx`]: low-level file-system facts and actions (hole maps, xattrs, times, copies);
 //! - [`gen`]: deterministic file contents (incompressible and text-like);
+//! - [`pack`]: the plaintext framing of pack files, to aim corruption at a blob;
 //! - [`tree`]: the proptest strategy for random trees and its materialisation on disk;
 //! - [`compare`]: the tree comparator used to check restores.
 #![allow(dead_code)]
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod compare;
 pub mod fsx;
 pub mod gen;
+pub mod pack;
 pub mod tree;
 
 #[allow(unused_imports)]

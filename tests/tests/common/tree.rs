@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
 use proptest::sample::{select, Index};
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use super::fsx::{self, InodeMeta};
@@ -91,7 +91,10 @@ pub struct TreeSpec {
 
 /// The strategy for whole trees.
 pub fn tree() -> impl Strategy<Value = TreeSpec> {
-    (dir(node(), 0..10), vec((any::<Index>(), any::<Index>()), 0..4))
+    (
+        dir(node(), 0..10),
+        vec((any::<Index>(), any::<Index>()), 0..4),
+    )
         .prop_map(|(root, links)| TreeSpec { root, links })
 }
 
@@ -106,8 +109,12 @@ fn node() -> BoxedStrategy<Node> {
         .boxed()
 }
 
-fn dir(inner: impl Strategy<Value = Node>, len: std::ops::Range<usize>) -> impl Strategy<Value = DirSpec> {
-    (meta(Role::Dir), btree_map(name(), inner, len)).prop_map(|(meta, entries)| DirSpec { meta, entries })
+fn dir(
+    inner: impl Strategy<Value = Node>,
+    len: std::ops::Range<usize>,
+) -> impl Strategy<Value = DirSpec> {
+    (meta(Role::Dir), btree_map(name(), inner, len))
+        .prop_map(|(meta, entries)| DirSpec { meta, entries })
 }
 
 /// Names skewed towards the awkward bytes.
@@ -197,12 +204,14 @@ fn file() -> impl Strategy<Value = FileSpec> {
     let sparse = (1u64..16 << 20, vec((any::<Index>(), 1u64..262_144), 0..4))
         .prop_map(|(size, segments)| (size, Layout::Sparse(segments)));
     let layout = prop_oneof![12 => dense, 1 => sparse];
-    (layout, kind, any::<u64>(), meta(Role::File)).prop_map(|((size, layout), kind, seed, meta)| FileSpec {
-        size,
-        kind,
-        seed,
-        layout,
-        meta,
+    (layout, kind, any::<u64>(), meta(Role::File)).prop_map(|((size, layout), kind, seed, meta)| {
+        FileSpec {
+            size,
+            kind,
+            seed,
+            layout,
+            meta,
+        }
     })
 }
 
@@ -222,15 +231,27 @@ pub fn sample(seed: u64) -> TreeSpec {
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    tree().new_tree(&mut runner).expect("sampling the tree strategy").current()
+    tree()
+        .new_tree(&mut runner)
+        .expect("sampling the tree strategy")
+        .current()
 }
 
 /// The proptest configuration of the property tests: `cases` unless `$PROPTEST_CASES` says
 /// otherwise; no regression files in the source tree; bounded shrinking, as each case runs
 /// vaultctl several times.
 pub fn proptest_config(cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(cases);
-    Config { cases, failure_persistence: None, max_shrink_iters: 64, max_shrink_time: 180_000, ..Config::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(cases);
+    Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 64,
+        max_shrink_time: 180_000,
+        ..Config::default()
+    }
 }
 
 /// What [`build`] wrote.
@@ -280,7 +301,8 @@ fn create_dir(spec: &DirSpec, path: &Path, st: &mut BuildState) -> io::Result<()
                 let bytes = match target {
                     Target::Raw(t) => t.clone(),
                     Target::Sibling(i) => {
-                        let others: Vec<&Name> = spec.entries.keys().filter(|n| *n != name).collect();
+                        let others: Vec<&Name> =
+                            spec.entries.keys().filter(|n| *n != name).collect();
                         if others.is_empty() {
                             b".".to_vec()
                         } else {
@@ -297,20 +319,36 @@ fn create_dir(spec: &DirSpec, path: &Path, st: &mut BuildState) -> io::Result<()
 }
 
 fn write_file(spec: &FileSpec, path: &Path, st: &mut BuildState) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     let over_budget = st.built.bytes >= MAX_TREE_BYTES;
     match &spec.layout {
         Layout::Dense => {
-            let size = if over_budget { spec.size.min(4096) } else { spec.size };
+            let size = if over_budget {
+                spec.size.min(4096)
+            } else {
+                spec.size
+            };
             let len = usize::try_from(size).expect("generated sizes fit in memory");
             f.write_all(&gen::content(spec.kind, spec.seed, len))?;
             st.built.bytes += size;
         }
         Layout::Sparse(segments) => {
-            for (i, len) in segments.iter().take(if over_budget { 0 } else { usize::MAX }) {
-                let offset = i.index(usize::try_from(spec.size).expect("sizes fit in usize")) as u64;
+            for (i, len) in segments
+                .iter()
+                .take(if over_budget { 0 } else { usize::MAX })
+            {
+                let offset =
+                    i.index(usize::try_from(spec.size).expect("sizes fit in usize")) as u64;
                 let len = (*len).min(spec.size - offset);
-                let data = gen::content(spec.kind, spec.seed ^ offset, usize::try_from(len).expect("fits"));
+                let data = gen::content(
+                    spec.kind,
+                    spec.seed ^ offset,
+                    usize::try_from(len).expect("fits"),
+                );
                 fsx::write_at(&mut f, offset, &data)?;
                 st.built.bytes += len;
             }
@@ -373,7 +411,11 @@ pub fn bulk_files(
         }
         let size = sizes.start + rng.below(sizes.end - sizes.start);
         let path = dir.join(format!("f{i:05}.dat"));
-        let data = gen::mixed(rng.next_u64(), usize::try_from(size).expect("fits"), random_share);
+        let data = gen::mixed(
+            rng.next_u64(),
+            usize::try_from(size).expect("fits"),
+            random_share,
+        );
         fs::write(&path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         out.push((path, size));
     }

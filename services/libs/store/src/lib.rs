@@ -53,7 +53,7 @@ pub use crypto::Keys;
 pub use error::{Error, Result};
 pub use id::{Id, PackId};
 pub use index::{Index, Location, PackRef};
-pub use keyfile::{load_key_file, Secret};
+pub use keyfile::{load_key_file, KeyFile, Secret};
 pub use pack::{
     read_trailer, PackEntry, ENTRY_LEN as PACK_ENTRY_LEN, FOOTER_LEN as PACK_FOOTER_LEN,
 };

@@ -241,6 +241,21 @@ impl Vault {
         &self.data_dirs
     }
 
+    /// The vault's key files (their KDF parameters; nothing secret).
+    pub fn key_files(&self) -> Result<Vec<KeyFile>> {
+        let dir = self.root.join("keys");
+        let mut out = Vec::new();
+        for name in list_dir(&dir)? {
+            let path = dir.join(&name);
+            let raw = std::fs::read(&path).ctx("reading key file", &path)?;
+            out.push(serde_json::from_slice(&raw).map_err(|e| Error::BadKeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
     pub fn open_problems(&self) -> &[String] {
         &self.open_problems
     }
@@ -502,12 +517,13 @@ impl Vault {
         Ok((good, bad))
     }
 
-    /// Resolve `spec` (full id, unique prefix, or "latest", optionally narrowed to snapshots
-    /// that include `path`).
+    /// Resolve `spec` (full id, unique prefix, or "latest"). With `path`, "latest" means the
+    /// newest snapshot holding that path: an absolute path is matched against the backed-up
+    /// source paths (equal or below one), a relative one is a path inside the snapshot whose
+    /// first component names one of its roots.
     pub fn resolve(&self, spec: &str, path: Option<&[u8]>) -> Result<Snapshot> {
         let (all, _) = self.snapshots()?;
-        let matches_path =
-            |s: &Snapshot| path.is_none_or(|p| s.body.paths.iter().any(|q| q.as_slice() == p));
+        let matches_path = |s: &Snapshot| path.is_none_or(|p| snapshot_holds(s, p));
         if spec == "latest" {
             return all
                 .into_iter()
@@ -531,6 +547,21 @@ impl Vault {
             }),
         }
     }
+}
+
+fn snapshot_holds(s: &Snapshot, p: &[u8]) -> bool {
+    if p.first() == Some(&b'/') {
+        return s.body.paths.iter().any(|q| {
+            p.starts_with(q) && (p.len() == q.len() || p[q.len()] == b'/' || q.ends_with(b"/"))
+        });
+    }
+    let Some(first) = crate::browse::components(p).first().copied() else {
+        return true;
+    };
+    s.body
+        .paths
+        .iter()
+        .any(|q| q.rsplit(|&b| b == b'/').next() == Some(first))
 }
 
 fn unwrap_master(root: &Path, secret: &Secret, vid: &[u8; 32]) -> Result<[u8; 32]> {

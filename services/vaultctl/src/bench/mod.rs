@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// Write all figures as JSON to FILE [default: DIR/results.json]
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
+    /// Internal: run the command described in FILE and print its wall time and peak RSS
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub measure_child: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -136,6 +139,9 @@ fn prepare_image(
 }
 
 pub fn run(args: &BenchArgs, json: bool, quiet: bool) -> Result<()> {
+    if let Some(spec) = &args.measure_child {
+        return runner::measure_child_main(spec);
+    }
     let started = now();
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let root =

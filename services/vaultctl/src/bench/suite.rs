@@ -181,7 +181,7 @@ impl Suite {
         dataset: &str,
         tool: &str,
         step: &str,
-        mut cmd: Command,
+        cmd: Command,
         logical: u64,
         repo: &Path,
     ) -> bool {
@@ -191,7 +191,7 @@ impl Suite {
         let before = dir_bytes(repo).unwrap_or(0);
         let res = self
             .log_path(run, dataset, tool, step)
-            .and_then(|log| run_measured(&mut cmd, &log));
+            .and_then(|log| run_measured(&cmd, &log));
         let after = dir_bytes(repo).unwrap_or(0);
         let m = match res {
             Ok(r) => {

@@ -66,7 +66,7 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
 
 pub fn ls(g: &Global, a: &LsArgs) -> Result<Outcome> {
     let vault = open(g)?;
-    let snap = vault.resolve(&a.snapshot, None)?;
+    let snap = vault.resolve(&a.snapshot, a.path.as_deref().map(str::as_bytes))?;
     let path = a.path.as_deref().unwrap_or("").as_bytes();
     let prefix: Vec<u8> = browse::components(path).join(&b'/');
     let mut rows = Vec::new();
@@ -115,7 +115,7 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<Outcome> {
 
 pub fn cat(g: &Global, a: &CatArgs) -> Result<Outcome> {
     let vault = open(g)?;
-    let snap = vault.resolve(&a.snapshot, None)?;
+    let snap = vault.resolve(&a.snapshot, Some(a.path.as_bytes()))?;
     let e = match browse::find(&vault, &snap, a.path.as_bytes())? {
         Found::Entry(e) if e.kind == tiervault_store::NodeType::File => *e,
         _ => {

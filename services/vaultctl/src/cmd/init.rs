@@ -34,6 +34,9 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<Outcome> {
             "image_chunk": c.image_chunker.fixed,
             "compression_level": c.compression_level,
             "io_engine": v.io().engine(),
+            "kdf": v.key_files()?.first().map(|k| json!({
+                "kind": k.kind, "kdf": k.kdf, "m_kib": k.m_kib, "t": k.t, "p": k.p,
+            })),
         }));
     } else if !g.quiet {
         println!("created vault {} (id {})", dir.display(), &c.id[..16]);

@@ -15,7 +15,7 @@ use crate::Outcome;
 
 pub fn run(g: &Global, a: &RestoreArgs) -> Result<Outcome> {
     let vault = open(g)?;
-    let snap = vault.resolve(&a.snapshot, None)?;
+    let snap = vault.resolve(&a.snapshot, a.path.as_deref().map(str::as_bytes))?;
     let target = match &a.target {
         Some(t) => Target::Dir(t.clone()),
         None => Target::InPlace,

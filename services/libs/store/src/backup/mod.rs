@@ -68,8 +68,7 @@ impl Default for Options {
                 .nodename()
                 .to_string_lossy()
                 .into_owned(),
-            username: std::env::var("USER")
-                .unwrap_or_else(|_| rustix::process::getuid().as_raw().to_string()),
+            username: user_name(rustix::process::getuid().as_raw()),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -77,6 +76,16 @@ impl Default for Options {
 
 /// What the walk and the workers produced: root nodes, file slots, skipped entries.
 type Walked = (Vec<Node>, Vec<walk::Slot>, Vec<Skipped>, Option<u64>);
+
+/// The name of `uid` from /etc/passwd, else the number.
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid.to_string())
+        .map_or_else(|| uid.to_string(), |f| f[0].to_string())
+}
 
 /// Back up `source` into a new snapshot. Skipped files are listed in the snapshot.
 pub fn backup(
