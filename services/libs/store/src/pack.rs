@@ -13,7 +13,7 @@ pub const FOOTER_LEN: usize = 72;
 const MAGIC: &[u8; 8] = b"TVPACK01";
 const VERSION: u32 = 1;
 /// Staged bytes are handed to the file in writes of about this size.
-const WRITE_SIZE: usize = 4 << 20;
+const WRITE_SIZE: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
@@ -134,7 +134,7 @@ impl PackWriter {
             id,
             file,
             tmp_path,
-            staged: Vec::with_capacity(WRITE_SIZE + (1 << 20)),
+            staged: Vec::with_capacity(2 * WRITE_SIZE),
             written: 0,
             entries: Vec::new(),
         }
@@ -186,7 +186,7 @@ impl PackWriter {
                 b.clear();
                 b
             })
-            .unwrap_or_else(|| Vec::with_capacity(WRITE_SIZE + (1 << 20)));
+            .unwrap_or_else(|| Vec::with_capacity(2 * WRITE_SIZE));
         let buf = std::mem::replace(&mut self.staged, next);
         let n = buf.len() as u64;
         self.file.write_at(self.written, buf)?;

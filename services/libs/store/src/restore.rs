@@ -54,8 +54,10 @@ pub struct Report {
     pub warnings: Vec<(PathBuf, String)>,
 }
 
+/// One regular file. The worker that first needs it creates it (file creation is most of
+/// the cost of restoring many small files, so it must not serialise on the planner thread).
 struct FileTask {
-    file: File,
+    file: std::sync::OnceLock<std::result::Result<File, String>>,
     path: PathBuf,
     entry: Entry,
     remaining: AtomicUsize,
@@ -133,6 +135,7 @@ pub fn restore(
     let threads = opts.threads.max(1);
     let (tx, rx) = crossbeam_channel::bounded::<Job>(threads * 8);
     let damaged = Mutex::new(Vec::new());
+    let meta_warnings = Mutex::new(Vec::new());
     let as_root = rustix::process::geteuid().is_root();
     let mut report = Report::default();
     let mut planner = Planner {
@@ -142,6 +145,7 @@ pub fn restore(
         overwrite: opts.overwrite || matches!(target, Target::InPlace),
         dirs: Vec::new(),
         links: HashMap::new(),
+        hard_links: Vec::new(),
         report: &mut report,
         progress,
     };
@@ -149,6 +153,7 @@ pub fn restore(
         for i in 0..threads {
             let rx = rx.clone();
             let damaged = &damaged;
+            let meta_warnings = &meta_warnings;
             std::thread::Builder::new()
                 .name(format!("restore-{i}"))
                 .spawn_scoped(s, move || {
@@ -162,7 +167,7 @@ pub fn restore(
                                 .push((job.task.path.clone(), e.to_string()));
                         }
                         if job.task.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            finish_file(&job.task, as_root, damaged);
+                            finish_file(&job.task, as_root, meta_warnings);
                         }
                     }
                 })
@@ -181,8 +186,13 @@ pub fn restore(
         ));
         res
     })?;
-    // Directories last, deepest first, so their times are not moved by their children.
+    let hard_links = std::mem::take(&mut planner.hard_links);
     let dirs = std::mem::take(&mut planner.dirs);
+    drop(planner);
+    for (first, dest) in hard_links {
+        std::fs::hard_link(&first, &dest).ctx("creating hard link", &dest)?;
+    }
+    // Directories last, deepest first, so their times are not moved by their children.
     for (path, e) in dirs.iter().rev() {
         if let Err(err) = fsmeta::apply_metadata(path, e, as_root) {
             report
@@ -190,6 +200,11 @@ pub fn restore(
                 .push((path.clone(), format!("setting metadata: {err}")));
         }
     }
+    report.warnings.extend(
+        meta_warnings
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
     let mut d = damaged.into_inner().unwrap_or_else(|p| p.into_inner());
     d.sort();
     d.dedup_by(|a, b| a.0 == b.0);
@@ -234,6 +249,8 @@ struct Planner<'a, 'v> {
     overwrite: bool,
     dirs: Vec<(PathBuf, Entry)>,
     links: HashMap<(u64, u64), PathBuf>,
+    /// (existing name, new name) pairs to link after the workers are done.
+    hard_links: Vec<(PathBuf, PathBuf)>,
     report: &'a mut Report,
     progress: &'a Progress,
 }
@@ -326,21 +343,14 @@ impl Planner<'_, '_> {
     fn restore_file(&mut self, e: &Entry, dest: &Path) -> Result<()> {
         if e.nlink > 1 {
             if let Some(first) = self.links.get(&(e.dev, e.ino)) {
-                std::fs::hard_link(first, dest).ctx("creating hard link", dest)?;
+                // Linked once the workers have created the first name.
+                self.hard_links.push((first.clone(), dest.to_path_buf()));
                 self.report.files += 1;
                 return Ok(());
             }
             self.links.insert((e.dev, e.ino), dest.to_path_buf());
         }
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dest)
-            .ctx("creating file", dest)?;
         let size = e.size.unwrap_or(0);
-        file.set_len(size).ctx("sizing file", dest)?;
         let chunks = match &e.content {
             Some(c) => self.vault.chunk_list(c)?,
             None => Vec::new(),
@@ -353,20 +363,16 @@ impl Planner<'_, '_> {
             .chunks(JOB_CHUNKS)
             .map(<[ChunkRef]>::to_vec)
             .collect();
+        let mut groups = groups;
+        if groups.is_empty() {
+            groups.push(Vec::new());
+        }
         let task = Arc::new(FileTask {
-            file,
+            file: std::sync::OnceLock::new(),
             path: dest.to_path_buf(),
             entry: e.clone(),
-            remaining: AtomicUsize::new(groups.len().max(1)),
+            remaining: AtomicUsize::new(groups.len()),
         });
-        if groups.is_empty() {
-            let none = Mutex::new(Vec::new());
-            finish_file(&task, self.as_root, &none);
-            for (p, m) in none.into_inner().unwrap_or_default() {
-                self.warn(&p, m);
-            }
-            return Ok(());
-        }
         for g in groups {
             if self
                 .tx
@@ -390,17 +396,30 @@ fn write_job(
     buf: &mut Vec<u8>,
     progress: &Progress,
 ) -> Result<()> {
+    let file = match job
+        .task
+        .file
+        .get_or_init(|| create_sized(&job.task.path, job.task.entry.size.unwrap_or(0)))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(Error::io(
+                "creating file",
+                &job.task.path,
+                std::io::Error::other(e.clone()),
+            ));
+        }
+    };
     let mut first_err = None;
     for c in &job.chunks {
         let res = (|| -> Result<()> {
             let plain = {
                 let loc = vault.index().get(&c.1).ok_or(Error::MissingBlob(c.1))?;
                 vault.read_stored(&c.1, &loc, buf)?;
-                let pack = vault.index().packs[loc.pack as usize].id.hex();
                 dec.decode(vault.keys(), &c.1, buf)
                     .map_err(|reason| Error::CorruptBlob {
                         id: c.1,
-                        pack,
+                        pack: vault.index().packs[loc.pack as usize].id.hex(),
                         reason,
                     })?
             };
@@ -414,9 +433,7 @@ fn write_job(
                     ),
                 });
             }
-            job.task
-                .file
-                .write_all_at(plain, c.0)
+            file.write_all_at(plain, c.0)
                 .ctx("writing", &job.task.path)?;
             progress.bytes_done.fetch_add(c.2 as u64, Ordering::Relaxed);
             Ok(())
@@ -427,6 +444,19 @@ fn write_job(
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+fn create_sized(path: &Path, size: u64) -> std::result::Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    // Sized first so unwritten ranges stay holes.
+    f.set_len(size).map_err(|e| e.to_string())?;
+    Ok(f)
 }
 
 fn finish_file(task: &FileTask, as_root: bool, problems: &Mutex<Vec<(PathBuf, String)>>) {

@@ -12,7 +12,7 @@ use io_uring::{opcode, types, IoUring};
 
 use super::WriteFile;
 
-const DEPTH: u32 = 8;
+const DEPTH: u32 = 4;
 
 /// Whether io_uring can be used, probed once per process and logged once.
 pub(super) fn available() -> bool {
