@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// Footer: magic[8] version u32 count u32 trailer_offset u64 pack_id[16] trailer_digest[32].
 pub const FOOTER_LEN: u64 = 72;
-/// Trailer entry: id[32] digest[32] offset u64 stored_len u32 kind u8 reserved[3].
-pub const ENTRY_LEN: usize = 80;
+/// Trailer entry: id[32] digest[16] stored_len u32 kind u8 reserved[3]; blobs lie back to back
+/// from offset 0, so an entry's offset is the sum of the lengths before it.
+pub const ENTRY_LEN: usize = 56;
 /// Stored blob header (section 4.1), before the payload.
 pub const BLOB_HEADER_LEN: u64 = 28;
 /// AES-GCM tag appended to data and meta payloads.
@@ -64,13 +65,18 @@ pub fn read(path: &Path) -> Pack {
         "{}: trailer does not end at the footer",
         path.display()
     );
+    let mut offset = 0u64;
     let entries = bytes[trailer_offset as usize..trailer_end]
         .chunks_exact(ENTRY_LEN)
-        .map(|e| Entry {
-            id: e[..32].try_into().expect("32 bytes"),
-            offset: u64_at(e, 64),
-            stored_len: u32_at(e, 72),
-            kind: e[76],
+        .map(|e| {
+            let entry = Entry {
+                id: e[..32].try_into().expect("32 bytes"),
+                offset,
+                stored_len: u32_at(e, 48),
+                kind: e[52],
+            };
+            offset += entry.stored_len as u64;
+            entry
         })
         .collect();
     let id = path

@@ -10,7 +10,7 @@ const MAGIC: &[u8; 8] = b"TVINDEX1";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 24;
 const PACK_LEN: usize = 32;
-const ENTRY_LEN: usize = 52;
+const ENTRY_LEN: usize = 48;
 
 /// A pack as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,9 @@ pub fn encode_part(packs: &[PackInfo]) -> Vec<u8> {
         for e in &p.entries {
             out.extend_from_slice(&e.id.0);
             out.extend_from_slice(&(i as u32).to_le_bytes());
-            out.extend_from_slice(&e.offset.to_le_bytes());
+            // Packs stay far below 4 GiB (a 32 MiB target plus at most one blob), so a u32
+            // offset is exact.
+            out.extend_from_slice(&(e.offset as u32).to_le_bytes());
             out.extend_from_slice(&e.len.to_le_bytes());
             out.push(e.kind as u8);
             out.extend_from_slice(&[0; 3]);
@@ -120,12 +122,12 @@ pub fn decode_part(b: &[u8]) -> Result<Part, String> {
         if pack as usize >= n_packs {
             return Err(format!("entry names pack #{pack} of {n_packs}"));
         }
-        let kind = Kind::from_u8(r[48]).ok_or("unknown blob kind")?;
+        let kind = Kind::from_u8(r[44]).ok_or("unknown blob kind")?;
         entries.push((
             Id(r[..32].try_into().map_err(|_| "id")?),
             pack,
-            le_u64(&r[36..]),
-            le_u32(&r[44..]),
+            le_u32(&r[36..]) as u64,
+            le_u32(&r[40..]),
             kind,
         ));
         at += ENTRY_LEN;
@@ -214,7 +216,7 @@ mod tests {
     fn part_round_trip_and_length_check() {
         let e = |n: u8, off: u64| PackEntry {
             id: Id([n; 32]),
-            digest: Id([0; 32]),
+            digest: [0; 16],
             offset: off,
             len: 10,
             kind: Kind::Data,

@@ -8,7 +8,7 @@ use crate::id::{Id, PackId};
 use crate::io::WriteFile;
 
 pub const TARGET_SIZE: u64 = 32 << 20;
-pub const ENTRY_LEN: usize = 80;
+pub const ENTRY_LEN: usize = 56;
 pub const FOOTER_LEN: usize = 72;
 const MAGIC: &[u8; 8] = b"TVPACK01";
 const VERSION: u32 = 1;
@@ -18,7 +18,9 @@ const WRITE_SIZE: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
     pub id: Id,
-    pub digest: Id,
+    /// BLAKE3 of the stored blob, truncated to 16 bytes: enough to catch transfer and media
+    /// errors without the key (AEAD and the keyed id catch tampering).
+    pub digest: [u8; 16],
     pub offset: u64,
     pub len: u32,
     pub kind: Kind,
@@ -27,20 +29,22 @@ pub struct PackEntry {
 impl PackEntry {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.0);
-        out.extend_from_slice(&self.digest.0);
-        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.digest);
         out.extend_from_slice(&self.len.to_le_bytes());
         out.push(self.kind as u8);
         out.extend_from_slice(&[0; 3]);
     }
 
-    fn decode(b: &[u8]) -> Result<PackEntry, String> {
+    /// Decode an entry; blobs lie back to back, so its offset is where the previous one ended.
+    fn decode(b: &[u8], offset: u64) -> Result<PackEntry, String> {
         let id = Id(b[0..32].try_into().map_err(|_| "entry id")?);
-        let digest = Id(b[32..64].try_into().map_err(|_| "entry digest")?);
-        let offset = u64::from_le_bytes(b[64..72].try_into().map_err(|_| "entry offset")?);
-        let len = u32::from_le_bytes(b[72..76].try_into().map_err(|_| "entry length")?);
-        let kind = Kind::from_u8(b[76])
-            .ok_or_else(|| format!("entry for {id}: unknown kind {}", b[76]))?;
+        let digest: [u8; 16] = b[32..48].try_into().map_err(|_| "entry digest")?;
+        let len = u32::from_le_bytes(b[48..52].try_into().map_err(|_| "entry length")?);
+        let kind = Kind::from_u8(b[52])
+            .ok_or_else(|| format!("entry for {id}: unknown kind {}", b[52]))?;
+        if b[53..56] != [0, 0, 0] {
+            return Err(format!("entry for {id}: reserved bytes are not zero"));
+        }
         Ok(PackEntry {
             id,
             digest,
@@ -49,6 +53,13 @@ impl PackEntry {
             kind,
         })
     }
+}
+
+/// The per-blob digest of the trailer (format.md 5).
+pub fn digest16(stored: &[u8]) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&blake3::hash(stored).as_bytes()[..16]);
+    d
 }
 
 /// Read the trailer of a complete pack, given the file's length and a reader of byte ranges.
@@ -77,13 +88,7 @@ pub fn read_trailer(
     let mut entries = Vec::with_capacity(count as usize);
     let mut expect = 0u64;
     for raw in trailer.chunks_exact(ENTRY_LEN) {
-        let e = PackEntry::decode(raw)?;
-        if e.offset != expect {
-            return Err(format!(
-                "blob {} at offset {} breaks the blob sequence",
-                e.id, e.offset
-            ));
-        }
+        let e = PackEntry::decode(raw, expect)?;
         expect = e.offset + e.len as u64;
         entries.push(e);
     }
@@ -158,7 +163,7 @@ impl PackWriter {
         let bytes = &self.staged[start..];
         let entry = PackEntry {
             id,
-            digest: Id::digest(bytes),
+            digest: digest16(bytes),
             offset: self.written + start as u64,
             len: bytes.len() as u32,
             kind,
@@ -250,7 +255,7 @@ mod tests {
         assert_eq!(entries.len(), 100);
         for e in &entries {
             let blob = &bytes[e.offset as usize..(e.offset + e.len as u64) as usize];
-            assert_eq!(Id::digest(blob), e.digest);
+            assert_eq!(digest16(blob), e.digest);
         }
         let mut bad = bytes.clone();
         let n = bad.len();

@@ -107,7 +107,7 @@ fn check_pack(
     for e in &entries {
         let range = e.offset as usize..e.offset as usize + e.len as usize;
         let stored = &mut data[range];
-        if Id::digest(stored) != e.digest {
+        if crate::pack::digest16(stored) != e.digest {
             out.bad
                 .push((e.id, "stored bytes do not match their digest".into()));
             continue;
