@@ -139,6 +139,22 @@ fn timespec(ns: i64) -> rustix::fs::Timespec {
     }
 }
 
+/// As [`apply_metadata`], on an open regular file (no path lookups; owner changed only when it
+/// differs from the creating process's).
+pub fn apply_metadata_fd(f: &File, e: &Entry, as_root: bool) -> std::io::Result<()> {
+    use rustix::fs::{fchmod, futimens, Mode, Timestamps};
+    if as_root && (e.uid != rustix::process::geteuid().as_raw() || e.gid != rustix::process::getegid().as_raw()) {
+        std::os::unix::fs::fchown(f, Some(e.uid), Some(e.gid))?;
+    }
+    fchmod(f, Mode::from_raw_mode(e.mode))?;
+    let ts = Timestamps {
+        last_access: timespec(e.mtime),
+        last_modification: timespec(e.mtime),
+    };
+    futimens(f, &ts)?;
+    Ok(())
+}
+
 /// Owner (when running as root), mode (not for symlinks), then times, in that order because
 /// chown clears set-id bits and every change moves ctime but not mtime.
 pub fn apply_metadata(path: &Path, e: &Entry, as_root: bool) -> std::io::Result<()> {

@@ -889,7 +889,6 @@ mod tests {
         assert_eq!(buf.len(), 4 << 20);
         let z = zstd::bulk::compress(&buf, 3)?;
         let ratio = buf.len() as f64 / z.len() as f64;
-        eprintln!("text ratio {ratio}");
         assert!((2.8..4.5).contains(&ratio), "text ratio {ratio}");
         gen_content(&mut buf, FileKind::Random, 1 << 20, 99, &v);
         let z = zstd::bulk::compress(&buf, 3)?;
