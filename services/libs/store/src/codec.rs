@@ -15,17 +15,50 @@ pub const MAX_BLOB: usize = 256 << 20;
 pub struct Encoder {
     sealer: Sealer,
     zstd: zstd::bulk::Compressor<'static>,
+    /// Level-1 compressor for probing samples of large chunks.
+    probe: zstd::bulk::Compressor<'static>,
     zbuf: Vec<u8>,
+    pbuf: Vec<u8>,
 }
+
+/// Chunks at least this large are probed before compression.
+const PROBE_MIN: usize = 64 * 1024;
+const PROBE_SAMPLE: usize = 2048;
+/// Evenly spread samples, so a chunk that is only partly compressible is still compressed.
+const PROBES: usize = 8;
 
 impl Encoder {
     pub fn new(keys: &Arc<Keys>, level: i32) -> Result<Encoder> {
         let zstd = zstd::bulk::Compressor::new(level)
             .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
+        let probe = zstd::bulk::Compressor::new(1)
+            .map_err(|e| Error::Invalid(format!("zstd level 1: {e}")))?;
         Ok(Encoder {
             sealer: keys.sealer(),
             zstd,
+            probe,
             zbuf: Vec::new(),
+            pbuf: Vec::with_capacity(zstd::zstd_safe::compress_bound(PROBE_SAMPLE)),
+        })
+    }
+
+    /// Whether `plain` is worth compressing. Trying zstd on incompressible data (media,
+    /// encrypted or already compressed files) costs nearly as much as compressing text and
+    /// gains nothing, so eight 2 KiB samples are tried at level 1 first: if none shrinks by 1%,
+    /// the chunk is stored raw.
+    fn worth_compressing(&mut self, plain: &[u8]) -> bool {
+        if plain.len() < PROBE_MIN {
+            return true;
+        }
+        let last = plain.len() - PROBE_SAMPLE;
+        (0..PROBES).any(|i| {
+            let at = last * i / (PROBES - 1);
+            let sample = &plain[at..at + PROBE_SAMPLE];
+            self.pbuf.clear();
+            match self.probe.compress_to_buffer(sample, &mut self.pbuf) {
+                Ok(n) => n * 100 < PROBE_SAMPLE * 99,
+                Err(_) => true,
+            }
         })
     }
 
@@ -45,10 +78,11 @@ impl Encoder {
         let bound = zstd::zstd_safe::compress_bound(plain.len());
         self.zbuf.clear();
         self.zbuf.reserve(bound);
-        let compressed = match self.zstd.compress_to_buffer(plain, &mut self.zbuf) {
-            Ok(n) => n < plain.len(),
-            Err(_) => false,
-        };
+        let compressed = self.worth_compressing(plain)
+            && match self.zstd.compress_to_buffer(plain, &mut self.zbuf) {
+                Ok(n) => n < plain.len(),
+                Err(_) => false,
+            };
         let payload: &[u8] = if compressed { &self.zbuf } else { plain };
         self.sealer
             .seal_into(&id.0, kind, compressed, payload, out)?;
@@ -177,6 +211,23 @@ mod tests {
         let k2 = Keys::new([3; 32], [2; 32]);
         let mut again = out.clone();
         assert!(dec.decode(&k2, &id, &mut again).is_err());
+    }
+
+    #[test]
+    fn incompressible_chunks_skip_compression_and_mixed_ones_do_not() {
+        let k = keys();
+        let mut enc = Encoder::new(&k, 3).expect("encoder");
+        let mut random = vec![0u8; 256 * 1024];
+        crate::crypto::fill_random(&mut random);
+        assert!(!enc.worth_compressing(&random));
+        let mut mixed = random.clone();
+        mixed[100_000..140_000].fill(7);
+        assert!(enc.worth_compressing(&mixed));
+        let mut tail = random.clone();
+        let n = tail.len();
+        tail[n - 5000..].fill(b'a');
+        assert!(enc.worth_compressing(&tail));
+        assert!(enc.worth_compressing(&random[..1000]));
     }
 
     #[test]

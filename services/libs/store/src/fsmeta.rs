@@ -143,7 +143,10 @@ fn timespec(ns: i64) -> rustix::fs::Timespec {
 /// differs from the creating process's).
 pub fn apply_metadata_fd(f: &File, e: &Entry, as_root: bool) -> std::io::Result<()> {
     use rustix::fs::{fchmod, futimens, Mode, Timestamps};
-    if as_root && (e.uid != rustix::process::geteuid().as_raw() || e.gid != rustix::process::getegid().as_raw()) {
+    if as_root
+        && (e.uid != rustix::process::geteuid().as_raw()
+            || e.gid != rustix::process::getegid().as_raw())
+    {
         std::os::unix::fs::fchown(f, Some(e.uid), Some(e.gid))?;
     }
     fchmod(f, Mode::from_raw_mode(e.mode))?;

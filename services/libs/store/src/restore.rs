@@ -136,7 +136,9 @@ pub fn restore(
     // Files of one directory are created by one worker ("lane"): two threads creating files in
     // one ext4 directory contend on its lock and the inode allocator, which was measured to
     // cost more than it gains. Later pieces of large files go to whichever worker is free.
-    let (own_tx, own_rx): (Vec<_>, Vec<_>) = (0..threads).map(|_| crossbeam_channel::bounded::<Job>(16)).unzip();
+    let (own_tx, own_rx): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| crossbeam_channel::bounded::<Job>(16))
+        .unzip();
     let (any_tx, any_rx) = crossbeam_channel::bounded::<Job>(threads * 8);
     let damaged = Mutex::new(Vec::new());
     let meta_warnings = Mutex::new(Vec::new());
@@ -208,7 +210,10 @@ pub fn restore(
         })();
         // Closing the queues lets the workers finish.
         planner.own.clear();
-        drop(std::mem::replace(&mut planner.any, crossbeam_channel::bounded(0).0));
+        drop(std::mem::replace(
+            &mut planner.any,
+            crossbeam_channel::bounded(0).0,
+        ));
         res
     })?;
     let hard_links = std::mem::take(&mut planner.hard_links);
@@ -430,11 +435,7 @@ fn write_job(
     buf: &mut Vec<u8>,
     progress: &Progress,
 ) -> Result<()> {
-    let file = match job
-        .task
-        .file
-        .get_or_init(|| create(&job.task.path))
-    {
+    let file = match job.task.file.get_or_init(|| create(&job.task.path)) {
         Ok(f) => f,
         Err(e) => {
             return Err(Error::io(
