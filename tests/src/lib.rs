@@ -2,3 +2,4 @@
 //! used by tests/tests/powercut.rs.
 
 pub mod crashfs;
+pub mod rng;

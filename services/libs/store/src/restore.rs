@@ -61,6 +61,10 @@ struct FileTask {
     path: PathBuf,
     entry: Entry,
     remaining: AtomicUsize,
+    /// Writers of one file take turns: two threads in `pwrite` on one ext4 file spin on its
+    /// inode lock (measured: a third of the CPU), while a user-space lock lets one decode
+    /// while the other writes.
+    write_turn: Mutex<()>,
 }
 
 struct Job {
@@ -168,6 +172,10 @@ pub fn restore(
                 .spawn_scoped(s, move || {
                     let mut dec = Decoder::new();
                     let mut buf = Vec::new();
+                    let mut run = Run {
+                        at: 0,
+                        bytes: Vec::new(),
+                    };
                     let (mut own_open, mut any_open) = (true, true);
                     while own_open || any_open {
                         let (from_own, got) = if own_open && any_open {
@@ -188,7 +196,9 @@ pub fn restore(
                             }
                             continue;
                         };
-                        if let Err(e) = write_job(vault, &job, &mut dec, &mut buf, progress) {
+                        if let Err(e) =
+                            write_job(vault, &job, &mut dec, &mut buf, &mut run, progress)
+                        {
                             damaged
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -410,6 +420,7 @@ impl Planner<'_, '_> {
             path: dest.to_path_buf(),
             entry: e.clone(),
             remaining: AtomicUsize::new(groups.len()),
+            write_turn: Mutex::new(()),
         });
         for (i, g) in groups.into_iter().enumerate() {
             let job = Job {
@@ -428,13 +439,38 @@ impl Planner<'_, '_> {
     }
 }
 
+/// Contiguous decoded bytes waiting to be written with one `pwrite`.
+struct Run {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+const RUN_MAX: usize = 8 << 20;
+
+fn flush_run(job: &Job, file: &File, run: &mut Run) -> Result<()> {
+    if run.bytes.is_empty() {
+        return Ok(());
+    }
+    let _turn = job
+        .task
+        .write_turn
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    file.write_all_at(&run.bytes, run.at)
+        .ctx("writing", &job.task.path)?;
+    run.bytes.clear();
+    Ok(())
+}
+
 fn write_job(
     vault: &Vault,
     job: &Job,
     dec: &mut Decoder,
     buf: &mut Vec<u8>,
+    run: &mut Run,
     progress: &Progress,
 ) -> Result<()> {
+    run.bytes.clear();
     let file = match job.task.file.get_or_init(|| create(&job.task.path)) {
         Ok(f) => f,
         Err(e) => {
@@ -468,8 +504,20 @@ fn write_job(
                     ),
                 });
             }
-            file.write_all_at(plain, c.0)
-                .ctx("writing", &job.task.path)?;
+            if !run.bytes.is_empty() && run.at + run.bytes.len() as u64 != c.0 {
+                // A hole (or a failed chunk) in between: write what is pending first.
+                let pending = std::mem::take(&mut run.bytes);
+                let mut before = Run {
+                    at: run.at,
+                    bytes: pending,
+                };
+                flush_run(job, file, &mut before)?;
+                run.bytes = before.bytes;
+            }
+            if run.bytes.is_empty() {
+                run.at = c.0;
+            }
+            run.bytes.extend_from_slice(plain);
             progress.bytes_done.fetch_add(c.2 as u64, Ordering::Relaxed);
             Ok(())
         })();
@@ -477,6 +525,14 @@ fn write_job(
             // Keep going: the rest of the file is still worth restoring.
             first_err.get_or_insert(e);
         }
+        if run.bytes.len() >= RUN_MAX {
+            if let Err(e) = flush_run(job, file, run) {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Err(e) = flush_run(job, file, run) {
+        first_err.get_or_insert(e);
     }
     first_err.map_or(Ok(()), Err)
 }
