@@ -207,6 +207,7 @@ impl Suite {
                     repo_bytes: after,
                     stored_added: after as i64 - before as i64,
                     verified: None,
+                    pipeline_s: None,
                 }
             }
             Err(e) => Measurement {
@@ -220,6 +221,7 @@ impl Suite {
                 repo_bytes: after,
                 stored_added: 0,
                 verified: None,
+                pipeline_s: None,
             },
         };
         let ok = m.ok;
@@ -328,8 +330,25 @@ impl Suite {
         logical: u64,
     ) -> bool {
         let mut c = self.ours(vault, tool == TIERVAULT_NO_URING);
-        c.arg("backup").args(args);
-        self.step(run, dataset, tool, step, c, logical, vault)
+        c.arg("backup").arg("--json").args(args);
+        let ok = self.step(run, dataset, tool, step, c, logical, vault);
+        // The pipeline's own duration, from the snapshot summary printed with --json.
+        let pipeline = self
+            .log_path(run, dataset, tool, step)
+            .ok()
+            .and_then(|log| fs::read(log.with_extension("out")).ok())
+            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out).ok())
+            .and_then(|v| v["summary"]["duration_s"].as_f64());
+        if let Some(m) = self
+            .report
+            .figures
+            .iter_mut()
+            .find(|f| f.dataset == dataset && f.tool == tool && f.step == step)
+            .and_then(|f| f.runs.last_mut())
+        {
+            m.pipeline_s = pipeline;
+        }
+        ok
     }
 
     /// Tree: first, unchanged and incremental backups and a restore, ours and restic.

@@ -141,8 +141,8 @@ pub fn backup(
 
     let writer = Writer::new(vault);
     let threads = opts.threads.max(1);
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(threads * 4);
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job>>(threads * 2);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Done>>();
 
     let outcome = std::thread::scope(|s| -> Result<Walked> {
         let mut handles = Vec::new();
@@ -161,10 +161,14 @@ pub fn backup(
                             sink: writer.sink()?,
                             buf: Vec::new(),
                         };
-                        for job in rx {
-                            let (slot, seg) = (job.slot, job.seg);
-                            let result = w.run(job)?;
-                            if tx.send(Done { slot, seg, result }).is_err() {
+                        for batch in rx {
+                            let mut done = Vec::with_capacity(batch.len());
+                            for job in batch {
+                                let (slot, seg) = (job.slot, job.seg);
+                                let result = w.run(job)?;
+                                done.push(Done { slot, seg, result });
+                            }
+                            if tx.send(done).is_err() {
                                 break;
                             }
                         }
@@ -204,6 +208,7 @@ pub fn backup(
                 roots.push(node);
             }
         }
+        walker.flush_jobs();
         progress.walk_done.store(1, Ordering::Relaxed);
         let Walker {
             jobs,
@@ -212,7 +217,7 @@ pub fn backup(
             ..
         } = walker;
         drop(jobs);
-        for d in done_rx {
+        for d in done_rx.into_iter().flatten() {
             let slot = &mut slots[d.slot];
             slot.pending -= 1;
             match d.result {
@@ -392,11 +397,14 @@ fn read_stream(
             .progress
             .bytes_seen
             .fetch_add(n as u64, Ordering::Relaxed);
-        let _ = walker.jobs.send(Job {
-            slot,
-            seg,
-            input: Input::Owned(buf, total),
-        });
+        walker.queue(
+            Job {
+                slot,
+                seg,
+                input: Input::Owned(buf, total),
+            },
+            SEGMENT,
+        );
         total += n as u64;
         seg += 1;
         if (n as u64) < SEGMENT {
