@@ -83,7 +83,7 @@ impl<'a> Walker<'a> {
     }
 
     pub fn skip(&mut self, path: &Path, error: impl std::fmt::Display) {
-        tracing::warn!("skipping {}: {error}", path.display());
+        tracing::debug!("skipping {}: {error}", path.display());
         self.skipped.push(Skipped {
             path: path_bytes(path),
             error: error.to_string(),
