@@ -29,6 +29,8 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
         }
         Source::Paths(a.paths.clone())
     };
+    // Directory listing starts now and runs while the passphrase KDF opens the vault.
+    let scan = backup::prescan(&source);
     let vault = open(g)?;
     let opts = backup::Options {
         force_reread: a.force_reread,
@@ -44,7 +46,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
         let msg = format!("{files} files{}", if walking { " (scanning)" } else { "" });
         (done, p.bytes_seen.load(Ordering::Relaxed), msg)
     });
-    let snap = backup::backup(&vault, source, &opts, &progress)?;
+    let snap = backup::backup_prescanned(&vault, source, &opts, &progress, scan)?;
     drop(ticker);
     let s = &snap.body.summary;
     if g.json {

@@ -2,6 +2,8 @@
 //! trees → reference list → durable packs and index → snapshot (docs/format.md section 9).
 
 mod scan;
+
+pub use scan::Prefetcher;
 mod walk;
 mod worker;
 
@@ -94,6 +96,34 @@ pub fn backup(
     opts: &Options,
     progress: &Progress,
 ) -> Result<Snapshot> {
+    backup_prescanned(vault, source, opts, progress, None)
+}
+
+/// Start listing the directories of `source` before the vault is open (opening derives the
+/// key from the passphrase, which takes about half a second): pass the result to
+/// [`backup_prescanned`].
+pub fn prescan(source: &Source) -> Option<Prefetcher> {
+    let Source::Paths(p) = source else {
+        return None;
+    };
+    let (abs, _) = root_names(p).ok()?;
+    let scan = Prefetcher::new(SCANNERS);
+    for a in abs.iter().filter(|a| a.is_dir()) {
+        scan.request(a);
+    }
+    Some(scan)
+}
+
+const SCANNERS: usize = 2;
+
+/// As [`backup`], with directory listings already under way.
+pub fn backup_prescanned(
+    vault: &Vault,
+    source: Source,
+    opts: &Options,
+    progress: &Progress,
+    scan: Option<Prefetcher>,
+) -> Result<Snapshot> {
     let started = Instant::now();
     let time_ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
     let cfg = vault.config();
@@ -139,6 +169,7 @@ pub fn backup(
         Chunking::Cdc(cfg.chunker)
     };
 
+    let scan = scan.unwrap_or_else(|| Prefetcher::new(SCANNERS));
     let writer = Writer::new(vault);
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job>>(threads * 2);
@@ -180,7 +211,7 @@ pub fn backup(
         drop(job_rx);
         drop(done_tx);
 
-        let mut walker = Walker::new(vault, job_tx, progress, opts.force_reread);
+        let mut walker = Walker::new(scan, vault, job_tx, progress, opts.force_reread);
         let mut roots = Vec::new();
         let mut stream_len = None;
         match source {

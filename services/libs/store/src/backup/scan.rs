@@ -2,11 +2,12 @@
 //! entries is almost all system calls, so a small pool lists the directories the walker will
 //! need next while it works on the current one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::Sender;
@@ -74,66 +75,124 @@ pub fn list_dir(path: &Path) -> Listing {
     out
 }
 
-type Ready = Arc<(Mutex<HashMap<PathBuf, Listing>>, Condvar)>;
+/// Listings ready to be taken, and the directories already asked for.
+struct Shared {
+    ready: Mutex<HashMap<PathBuf, Listing>>,
+    cv: Condvar,
+    requested: Mutex<HashSet<PathBuf>>,
+    /// Entries listed but not yet taken; the scanners stop working ahead past a bound, so a
+    /// huge tree cannot fill memory with listings.
+    buffered: AtomicUsize,
+    tx: Mutex<Option<Sender<PathBuf>>>,
+    stop: AtomicBool,
+}
 
-/// Lists requested directories on background threads.
+/// At most this many listed entries wait for the walker before scanners stop running ahead.
+const AHEAD: usize = 200_000;
+
+impl Shared {
+    fn request(&self, dir: &Path) {
+        if !self
+            .requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf())
+        {
+            return;
+        }
+        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            // The receivers live until the scanners stop, after the sender is dropped.
+            let _ = tx.send(dir.to_path_buf());
+        }
+    }
+}
+
+/// Lists directories on background threads, ahead of the walker: every directory it lists
+/// queues its subdirectories, so the whole tree is read in parallel with whatever the caller
+/// does meanwhile (the passphrase KDF, for one).
 pub struct Prefetcher {
-    tx: Option<Sender<PathBuf>>,
-    ready: Ready,
+    shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Prefetcher {
     pub fn new(threads: usize) -> Prefetcher {
         let (tx, rx) = crossbeam_channel::unbounded::<PathBuf>();
-        let ready: Ready = Arc::new((Mutex::new(HashMap::new()), Condvar::new()));
+        let shared = Arc::new(Shared {
+            ready: Mutex::new(HashMap::new()),
+            cv: Condvar::new(),
+            requested: Mutex::new(HashSet::new()),
+            buffered: AtomicUsize::new(0),
+            tx: Mutex::new(Some(tx)),
+            stop: AtomicBool::new(false),
+        });
         let handles = (0..threads.max(1))
             .map(|i| {
                 let rx = rx.clone();
-                let ready = ready.clone();
+                let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("scan-{i}"))
                     .spawn(move || {
                         for p in rx {
+                            if shared.stop.load(Ordering::Relaxed) {
+                                continue;
+                            }
                             let l = list_dir(&p);
-                            let (m, cv) = &*ready;
-                            m.lock().unwrap_or_else(|e| e.into_inner()).insert(p, l);
-                            cv.notify_all();
+                            let n = l.entries.len();
+                            if shared.buffered.fetch_add(n, Ordering::Relaxed) + n < AHEAD {
+                                for e in &l.entries {
+                                    if matches!(&e.meta, Ok(m) if m.is_dir()) {
+                                        shared.request(&p.join(&e.name));
+                                    }
+                                }
+                            }
+                            shared
+                                .ready
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(p, l);
+                            shared.cv.notify_all();
                         }
                     })
                     .expect("spawning a directory scanner")
             })
             .collect();
         Prefetcher {
-            tx: Some(tx),
-            ready,
+            shared,
             threads: handles,
         }
     }
 
-    /// Ask for `dir` to be listed; every `take` must follow a `request` of the same path.
+    /// Ask for `dir` to be listed (again asking is harmless); every `take` must follow a
+    /// `request` of the same path.
     pub fn request(&self, dir: &Path) {
-        if let Some(tx) = &self.tx {
-            // The scanners live as long as `self`, so the channel is open.
-            let _ = tx.send(dir.to_path_buf());
-        }
+        self.shared.request(dir);
     }
 
     pub fn take(&self, dir: &Path) -> Listing {
-        let (m, cv) = &*self.ready;
-        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(l) = g.remove(dir) {
+                self.shared
+                    .buffered
+                    .fetch_sub(l.entries.len(), Ordering::Relaxed);
                 return l;
             }
-            g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = self.shared.cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
 impl Drop for Prefetcher {
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.shared.stop.store(true, Ordering::Relaxed);
+        drop(
+            self.shared
+                .tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

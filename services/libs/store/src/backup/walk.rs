@@ -63,6 +63,7 @@ fn path_bytes(p: &Path) -> serde_bytes::ByteBuf {
 
 impl<'a> Walker<'a> {
     pub fn new(
+        scan: Prefetcher,
         vault: &'a Vault,
         jobs: Sender<Vec<Job>>,
         progress: &'a Progress,
@@ -78,7 +79,7 @@ impl<'a> Walker<'a> {
             progress,
             force_reread,
             links: HashMap::new(),
-            scan: Prefetcher::new(2),
+            scan,
         }
     }
 
