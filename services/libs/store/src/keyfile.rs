@@ -43,7 +43,7 @@ pub struct KeyFile {
 }
 
 const KEYFILE_CONTEXT: &str = "tiervault v1 keyfile kek";
-const M_KIB: u32 = 64 * 1024;
+const M_KIB: u32 = 32 * 1024;
 const MIN_KEYFILE: usize = 32;
 
 fn argon2(pass: &[u8], salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<[u8; 32]> {

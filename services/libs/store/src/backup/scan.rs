@@ -88,7 +88,7 @@ struct Shared {
 }
 
 /// At most this many listed entries wait for the walker before scanners stop running ahead.
-const AHEAD: usize = 200_000;
+const AHEAD: usize = 20_000;
 
 impl Shared {
     fn request(&self, dir: &Path) {
