@@ -40,13 +40,13 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
         ));
     } else if !g.quiet {
         println!(
-            "{:<8}  {:<25}  {:<12}  {:>10}  {:<8}  paths",
+            "{:<8}  {:<30}  {:<12}  {:>10}  {:<8}  paths",
             "id", "time", "host", "size", "status"
         );
         for s in &list {
             let paths: Vec<String> = s.body.paths.iter().map(|p| show(p)).collect();
             println!(
-                "{:<8}  {:<25}  {:<12}  {:>10}  {:<8}  {}",
+                "{:<8}  {:<30}  {:<12}  {:>10}  {:<8}  {}",
                 s.short_id(),
                 rfc3339_ns(s.header.time_ns),
                 s.body.hostname,
