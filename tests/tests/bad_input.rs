@@ -484,3 +484,54 @@ fn unreadable_files_are_skipped_with_warnings() {
         fs::set_permissions(&restored_locked, fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 }
+
+#[test]
+fn bad_init_settings_and_short_key_files_are_refused_by_name() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = tmp.path().join("key");
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--chunk-min", "10"], &["chunk min 10"]),
+        (
+            &["--chunk-min", "262144", "--chunk-avg", "131072"],
+            &["min <= avg <= max"],
+        ),
+        (&["--compression", "30"], &["compression level 30"]),
+        (&["--image-chunk", "5000"], &["image chunk 5000"]),
+    ];
+    for (args, words) in cases {
+        let dir = tmp.path().join("v");
+        let out = unchanged(tmp.path(), || {
+            bare_command(common::vaultctl())
+                .arg("--vault")
+                .arg(&dir)
+                .arg("--key-file")
+                .arg(&key)
+                .arg("init")
+                .args(args)
+                .output()
+                .expect("running vaultctl")
+        });
+        refused(&out, Some(1), &format!("init {args:?}"), words);
+        assert!(!dir.exists(), "init {args:?} created {}", dir.display());
+    }
+
+    let short = tmp.path().join("short.key");
+    fs::write(&short, "tooshort").expect("write");
+    let dir = tmp.path().join("v2");
+    let out = unchanged(tmp.path(), || {
+        bare_command(common::vaultctl())
+            .arg("--vault")
+            .arg(&dir)
+            .arg("--key-file")
+            .arg(&short)
+            .arg("init")
+            .output()
+            .expect("running vaultctl")
+    });
+    refused(
+        &out,
+        Some(1),
+        "init with an 8-byte key file",
+        &["short.key", "at least 32"],
+    );
+}

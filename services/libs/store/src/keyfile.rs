@@ -183,6 +183,13 @@ pub fn load_key_file(path: &Path, create: bool) -> Result<Secret> {
         f.sync_all().ctx("syncing key file", path)?;
     }
     let c = std::fs::read(path).ctx("reading key file", path)?;
+    let n = c.trim_ascii().len();
+    if n < MIN_KEYFILE {
+        return Err(Error::BadKeyFile {
+            path: path.to_path_buf(),
+            reason: format!("holds {n} bytes; at least {MIN_KEYFILE} are required"),
+        });
+    }
     Ok(Secret::KeyFile(c))
 }
 

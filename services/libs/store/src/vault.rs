@@ -73,12 +73,52 @@ impl Vault {
                 });
             }
         }
-        io.create_dir_all(root)
-            .ctx("creating vault directory", root)?;
         let mut vid = [0u8; 32];
         fill_random(&mut vid);
         let mut master = [0u8; 32];
         fill_random(&mut master);
+        // The secret is checked (and the KDF run) before anything is written, so a bad key
+        // file or passphrase leaves no half-made vault behind.
+        let kf = KeyFile::create(secret, &master, &vid, opts.kdf_time)?;
+        let existed = root.exists();
+        let made = Self::init_files(root, &kf, &vid, opts, &io);
+        if let Err(e) = made {
+            // Nothing else can be in it: it was absent or empty and has no config yet.
+            let cleanup = if existed {
+                std::fs::read_dir(root).and_then(|rd| {
+                    rd.filter_map(|e| e.ok()).try_for_each(|e| {
+                        let p = e.path();
+                        if p.is_dir() {
+                            std::fs::remove_dir_all(&p)
+                        } else {
+                            std::fs::remove_file(&p)
+                        }
+                    })
+                })
+            } else {
+                std::fs::remove_dir_all(root)
+            };
+            if let Err(c) = cleanup {
+                tracing::warn!(
+                    "could not remove the incomplete vault {}: {c}",
+                    root.display()
+                );
+            }
+            return Err(e);
+        }
+        Vault::open(root, secret, io)
+    }
+
+    /// Everything `init` writes, config last.
+    fn init_files(
+        root: &Path,
+        kf: &KeyFile,
+        vid: &[u8; 32],
+        opts: &InitOptions,
+        io: &Arc<dyn Io>,
+    ) -> Result<()> {
+        io.create_dir_all(root)
+            .ctx("creating vault directory", root)?;
         let config = Config {
             format: FORMAT_NAME.into(),
             version: VERSION,
@@ -106,11 +146,10 @@ impl Vault {
         // vault (a power cut must never leave a config without them).
         io.sync_dir(&data).ctx("syncing", &data)?;
         io.sync_dir(root).ctx("syncing", root)?;
-        let kf = KeyFile::create(secret, &master, &vid, opts.kdf_time)?;
-        let kf_json = serde_json::to_vec_pretty(&kf).map_err(|e| Error::Invalid(e.to_string()))?;
+        let kf_json = serde_json::to_vec_pretty(kf).map_err(|e| Error::Invalid(e.to_string()))?;
         let kname = PackId::random().hex();
         write_atomic(
-            &*io,
+            &**io,
             &root.join("tmp").join(&kname),
             &root.join("keys").join(&kname),
             kf_json,
@@ -120,14 +159,13 @@ impl Vault {
         // The config is written last: a directory without it is not a vault, so an
         // interrupted init never looks like a usable vault.
         write_atomic(
-            &*io,
+            &**io,
             &root.join("tmp").join("config"),
             &root.join("config"),
             cfg,
         )
         .ctx("writing config", root)?;
-        io.sync_dir(root).ctx("syncing", root)?;
-        Vault::open(root, secret, io)
+        io.sync_dir(root).ctx("syncing", root)
     }
 
     /// Open an existing vault with `secret`.
