@@ -1,0 +1,1 @@
+//! Mutual TLS for replication (being written).

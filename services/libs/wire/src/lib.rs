@@ -1,0 +1,1 @@
+//! The replication wire protocol (being written).
