@@ -2,4 +2,5 @@
 //! used by tests/tests/powercut.rs.
 
 pub mod crashfs;
+pub mod proxy;
 pub mod rng;

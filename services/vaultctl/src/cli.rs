@@ -65,6 +65,12 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show logical and stored sizes, dedup and compression ratios
     Stats,
+    /// Copy snapshots to a replica directory, sending only the blobs it lacks
+    Replicate(ReplicateArgs),
+    /// Remove snapshots, by id or by keep rules (--keep-last, --keep-daily, ...)
+    Forget(ForgetArgs),
+    /// Delete the packs no snapshot needs any more, while backups keep running
+    Gc(GcArgs),
     /// Measure backup and restore speed against the stage ceiling and restic
     Bench(crate::bench::BenchArgs),
     /// Initialise ./vault, back up a tree, list, restore, verify and print the stats
@@ -181,4 +187,70 @@ pub struct QuickstartArgs {
     /// Back up this directory instead of a generated sample tree
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+}
+
+/// Where replication sends snapshots.
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Replica directory: created as a replica of this vault when absent or empty (the same
+    /// passphrase opens it); refused when it holds another vault
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replicate only this snapshot (full id, unique prefix or "latest"); repeatable
+    #[arg(long, value_name = "SNAP")]
+    pub snapshot: Vec<String>,
+    /// Ask the target about every blob instead of trusting the cache of ids it holds
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Which snapshots to remove. Keep rules apply per set of backed-up paths, newest first,
+/// in UTC; a snapshot kept by any rule stays.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true)
+    .args(["snapshots", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])))]
+pub struct ForgetArgs {
+    /// Snapshots to remove (full id or unique prefix); conflicts with the keep rules
+    #[arg(value_name = "SNAP", conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than DURATION before the newest (e.g. 30d, 2w, 1y6m)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Show what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Collect garbage afterwards (as `vaultctl gc`)
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Rewrite a pack when at least this fraction of its bytes is unreferenced (0-1)
+    #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
+    pub max_unused: f64,
+    /// Show what would be deleted; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up after waiting this many seconds for older sessions (default: wait)
+    #[arg(long, value_name = "SECONDS")]
+    pub max_wait: Option<u64>,
 }

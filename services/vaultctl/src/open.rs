@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tiervault_store::{io, load_key_file, Secret, Vault};
+use tiervault_store::{io, load_key_file, Repo, Secret, Vault};
 
 use crate::cli::Global;
 
@@ -60,6 +60,12 @@ pub fn open(g: &Global) -> Result<Vault> {
     }
     let s = secret(g, false)?;
     Ok(Vault::open(&dir, &s, io::default_io())?)
+}
+
+/// Open without the key: for commands that never read contents (replicate, gc).
+pub fn open_repo(g: &Global) -> Result<Repo> {
+    let dir = vault_dir(g);
+    Ok(Repo::open(&dir, io::default_io())?)
 }
 
 pub fn threads() -> usize {

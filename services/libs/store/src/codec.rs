@@ -96,6 +96,43 @@ pub fn encode_refs(plain: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(plain);
 }
 
+/// The plaintext of a stored refs blob.
+pub fn refs_payload(stored: &[u8]) -> std::result::Result<&[u8], String> {
+    let hdr = BlobHeader::decode(stored)?;
+    if hdr.kind != Kind::Refs {
+        return Err(format!("expected a refs blob, found kind {:?}", hdr.kind));
+    }
+    Ok(&stored[HEADER_LEN..])
+}
+
+/// What a keyless holder can check of a stored blob it is given: the header parses and
+/// agrees with `kind`, the bytes match the transfer digest, and a refs blob matches its id.
+/// (The AEAD tag and the keyed id of data and meta blobs need the key.)
+pub fn check_keyless(
+    id: &Id,
+    kind: Kind,
+    digest: &[u8; 16],
+    stored: &[u8],
+) -> std::result::Result<(), String> {
+    if crate::pack::digest16(stored) != *digest {
+        return Err("stored bytes do not match their digest".into());
+    }
+    let hdr = BlobHeader::decode(stored)?;
+    if hdr.kind != kind {
+        return Err(format!(
+            "header says kind {:?}, the sender said {kind:?}",
+            hdr.kind
+        ));
+    }
+    if kind == Kind::Refs && Id::digest(&stored[HEADER_LEN..]) != *id {
+        return Err("refs blob content does not match its id".into());
+    }
+    if kind != Kind::Refs && stored.len() < HEADER_LEN + crate::crypto::TAG_LEN {
+        return Err("too short for a sealed blob".into());
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 pub struct Decoder {
     zstd: Option<zstd::bulk::Decompressor<'static>>,

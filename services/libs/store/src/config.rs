@@ -108,6 +108,12 @@ impl InitOptions {
 }
 
 impl Config {
+    /// The vault id named by a config file's bytes.
+    pub fn vault_id_of(bytes: &[u8]) -> Result<[u8; 32], String> {
+        let c: Config = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        c.vault_id()
+    }
+
     pub fn vault_id(&self) -> Result<[u8; 32], String> {
         let mut id = [0u8; 32];
         hex::decode_to_slice(&self.id, &mut id)

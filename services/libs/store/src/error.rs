@@ -63,6 +63,14 @@ pub enum Error {
     TargetNotEmpty { path: PathBuf },
     #[error("standard input ended after {got} of the {expected} bytes announced")]
     TruncatedInput { got: u64, expected: u64 },
+    #[error("received blob {id} rejected: {reason}")]
+    BadBlob { id: Id, reason: String },
+    #[error("snapshot {id} references {count} blob(s) this vault does not hold, e.g. {first}")]
+    MissingBlobs { id: String, count: usize, first: Id },
+    #[error("a garbage collection is in progress in {0}; try again when it has finished")]
+    GcPending(PathBuf),
+    #[error("another garbage collection is running in {0}")]
+    GcRunning(PathBuf),
     #[error("invalid argument: {0}")]
     Invalid(String),
     #[error("{0}")]

@@ -80,6 +80,7 @@ fn le_u64(b: &[u8]) -> u64 {
 }
 
 /// Decoded index part: its packs and entries (entry pack numbers index `packs`).
+#[derive(Debug, Clone)]
 pub struct Part {
     pub packs: Vec<PackRef>,
     pub entries: Vec<(Id, u32, u64, u32, Kind)>,
@@ -154,12 +155,21 @@ impl Index {
         i
     }
 
-    pub fn add_part(&mut self, part: Part) {
-        let nums: Vec<u32> = part.packs.into_iter().map(|p| self.add_pack(p)).collect();
+    /// Add a part's packs and entries, leaving out the packs in `skip` (condemned by a
+    /// garbage collection: this session must neither dedup against nor read them).
+    pub fn add_part(&mut self, part: Part, skip: &std::collections::HashSet<PackId>) {
+        let nums: Vec<Option<u32>> = part
+            .packs
+            .into_iter()
+            .map(|p| (!skip.contains(&p.id)).then(|| self.add_pack(p)))
+            .collect();
         self.map.reserve(part.entries.len());
         for (id, pack, offset, len, kind) in part.entries {
+            let Some(pack) = nums[pack as usize] else {
+                continue;
+            };
             self.map.entry(id).or_insert(Location {
-                pack: nums[pack as usize],
+                pack,
                 offset,
                 len,
                 kind,
@@ -238,7 +248,7 @@ mod tests {
         let bytes = encode_part(&packs);
         let part = decode_part(&bytes).expect("decode");
         let mut idx = Index::default();
-        idx.add_part(part);
+        idx.add_part(part, &Default::default());
         assert_eq!(idx.len(), 3);
         let l = idx.get(&Id([3; 32])).expect("present");
         assert_eq!(idx.packs[l.pack as usize].id, PackId([2; 16]));

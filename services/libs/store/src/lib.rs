@@ -31,9 +31,12 @@ mod error;
 mod fsmeta;
 mod id;
 mod index;
+mod ingest;
 mod keyfile;
 mod pack;
 mod refs;
+mod repo;
+mod session;
 mod snapshot;
 mod tree;
 mod vault;
@@ -41,8 +44,10 @@ mod writer;
 
 pub mod backup;
 pub mod browse;
+pub mod gc;
 pub mod io;
 pub mod restore;
+pub mod retention;
 pub mod stats;
 pub mod verify;
 
@@ -53,11 +58,13 @@ pub use crypto::Keys;
 pub use error::{Error, Result};
 pub use id::{Id, PackId};
 pub use index::{Index, Location, PackRef};
+pub use ingest::Ingest;
 pub use keyfile::{load_key_file, KeyFile, Secret};
 pub use pack::{
-    read_trailer, PackEntry, ENTRY_LEN as PACK_ENTRY_LEN, FOOTER_LEN as PACK_FOOTER_LEN,
+    digest16, read_trailer, PackEntry, ENTRY_LEN as PACK_ENTRY_LEN, FOOTER_LEN as PACK_FOOTER_LEN,
 };
 pub use refs::parse as parse_refs;
+pub use repo::{Repo, SnapshotFile, Unreadable};
 pub use snapshot::{
     decode_header as decode_snapshot_header, Body, Header, Skipped, Snapshot, Summary,
 };

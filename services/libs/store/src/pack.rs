@@ -123,6 +123,43 @@ pub struct FinishedPack {
     pub entries: Vec<PackEntry>,
 }
 
+impl FinishedPack {
+    /// Make the pack durable and visible: fsync, rename into `<base>/<xx>/`, fsync the
+    /// directories (format.md 9, step 1). On failure returns the path the pack is left at.
+    pub fn publish(
+        mut self,
+        io: &dyn crate::io::Io,
+        base: &std::path::Path,
+        dir: u16,
+    ) -> Result<crate::index::PackInfo, (PathBuf, std::io::Error)> {
+        let hex = self.id.hex();
+        let sub = base.join(&hex[..2]);
+        let dest = sub.join(&hex);
+        let tmp = self.tmp_path.clone();
+        let res = (|| -> std::io::Result<()> {
+            self.file.sync()?;
+            drop(self.file);
+            if !sub.exists() {
+                io.create_dir_all(&sub)?;
+            }
+            // Always, not only when this process created `sub`: another writer may have
+            // created it and not yet made it durable.
+            io.sync_dir(base)?;
+            io.rename(&tmp, &dest)?;
+            io.sync_dir(&sub)
+        })();
+        match res {
+            Ok(()) => Ok(crate::index::PackInfo {
+                id: self.id,
+                dir,
+                len: self.len,
+                entries: self.entries,
+            }),
+            Err(e) => Err((if dest.exists() { dest } else { tmp }, e)),
+        }
+    }
+}
+
 /// Appends stored blobs to one open pack file, staging them into large writes.
 pub struct PackWriter {
     pub id: PackId,
@@ -143,6 +180,10 @@ impl PackWriter {
             written: 0,
             entries: Vec::new(),
         }
+    }
+
+    pub fn tmp_path(&self) -> &std::path::Path {
+        &self.tmp_path
     }
 
     pub fn size(&self) -> u64 {
@@ -175,8 +216,7 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Append an already stored blob.
-    #[cfg(test)]
+    /// Append an already stored blob (replication, garbage collection).
     pub fn push_stored(&mut self, id: Id, kind: Kind, stored: &[u8]) -> std::io::Result<()> {
         let start = self.staged.len();
         self.staged.extend_from_slice(stored);

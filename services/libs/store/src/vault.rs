@@ -1,59 +1,37 @@
-//! Opening, creating and reading a vault: config, keys, lock, index and snapshots.
+//! A vault with its key: a [`Repo`] (layout, index, packs) plus the keys that open blobs and
+//! snapshot bodies. `init` creates one.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::codec::Decoder;
 use crate::config::{Config, InitOptions, FORMAT_NAME, VERSION};
 use crate::crypto::{fill_random, Keys};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{Id, PackId};
-use crate::index::{self, Index, Location, PackInfo, PackRef};
-use crate::io::{write_atomic, Io};
+use crate::io::Io;
 use crate::keyfile::{KeyFile, Secret};
-use crate::pack;
+use crate::repo::{list_dir, Repo, Unreadable};
 use crate::snapshot::{self, Snapshot};
 use crate::tree::{ChunkRef, Content, Tree};
 
-/// Snapshot files that could not be read: (file name, reason).
-pub type Unreadable = Vec<(String, String)>;
-
-/// An open vault. Holds a shared `flock` on `<vault>/lock` for as long as it lives.
+/// An open vault: its [`Repo`] (reachable through `Deref`) and its keys.
 pub struct Vault {
-    root: PathBuf,
-    config: Config,
+    repo: Repo,
     keys: Arc<Keys>,
-    io: Arc<dyn Io>,
-    /// Read on every dedup lookup, written when a write session commits.
-    index: RwLock<Index>,
-    data_dirs: Vec<PathBuf>,
-    _lock: File,
-    packs_open: Mutex<HashMap<u32, Arc<File>>>,
-    /// Problems found while opening that are not fatal (a damaged index part).
-    open_problems: Vec<String>,
 }
 
-const DIRS: [&str; 4] = ["keys", "index", "snapshots", "tmp"];
+impl std::ops::Deref for Vault {
+    type Target = Repo;
+    fn deref(&self) -> &Repo {
+        &self.repo
+    }
+}
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).ctx("listing", dir)? {
-        let e = e.ctx("listing", dir)?;
-        if let Some(n) = e.file_name().to_str() {
-            out.push(n.to_string());
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 impl Vault {
@@ -131,359 +109,30 @@ impl Vault {
             compression_level: opts.compression_level,
             data_dirs: vec!["data".into()],
         };
-        for d in DIRS {
-            io.create_dir_all(&root.join(d))
-                .ctx("creating", &root.join(d))?;
-        }
-        let data = root.join("data");
-        io.create_dir_all(&data.join("tmp"))
-            .ctx("creating", &data)?;
-        let lock = root.join("lock");
-        let mut f = io.create(&lock).ctx("creating", &lock)?;
-        f.sync().ctx("syncing", &lock)?;
-        drop(f);
-        // Every directory and the lock file must be durable before the config names this a
-        // vault (a power cut must never leave a config without them).
-        io.sync_dir(&data).ctx("syncing", &data)?;
-        io.sync_dir(root).ctx("syncing", root)?;
         let kf_json = serde_json::to_vec_pretty(kf).map_err(|e| Error::Invalid(e.to_string()))?;
-        let kname = PackId::random().hex();
-        write_atomic(
-            &**io,
-            &root.join("tmp").join(&kname),
-            &root.join("keys").join(&kname),
-            kf_json,
-        )
-        .ctx("writing key file", &root.join("keys"))?;
         let cfg = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
-        // The config is written last: a directory without it is not a vault, so an
-        // interrupted init never looks like a usable vault.
-        write_atomic(
-            &**io,
-            &root.join("tmp").join("config"),
-            &root.join("config"),
-            cfg,
-        )
-        .ctx("writing config", root)?;
-        io.sync_dir(root).ctx("syncing", root)
+        crate::repo::create_layout(root, io, cfg, vec![(PackId::random().hex(), kf_json)])
     }
 
     /// Open an existing vault with `secret`.
     pub fn open(root: &Path, secret: &Secret, io: Arc<dyn Io>) -> Result<Vault> {
-        let cfg_path = root.join("config");
-        let raw = match std::fs::read(&cfg_path) {
-            Ok(r) => r,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    || e.kind() == std::io::ErrorKind::NotADirectory =>
-            {
-                return Err(Error::NotAVault(root.to_path_buf()))
-            }
-            Err(e) => return Err(Error::io("reading", cfg_path, e)),
-        };
-        let config: Config = serde_json::from_slice(&raw).map_err(|e| Error::BadConfig {
-            path: cfg_path.clone(),
-            reason: e.to_string(),
+        let (repo, master) = Repo::open_with(root, io, |vid| {
+            let master = unwrap_master(root, secret, vid)?;
+            Ok(Keys::new(master, *vid))
         })?;
-        config.check().map_err(|reason| Error::BadConfig {
-            path: cfg_path.clone(),
-            reason,
-        })?;
-        let vid = config.vault_id().map_err(|reason| Error::BadConfig {
-            path: cfg_path,
-            reason,
-        })?;
-
-        let lock_path = root.join("lock");
-        let lock = File::open(&lock_path).ctx("opening lock file", &lock_path)?;
-        let exclusive =
-            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
-
-        let master = unwrap_master(root, secret, &vid)?;
-        let keys = Arc::new(Keys::new(master, vid));
-        let data_dirs = config
-            .data_dirs
-            .iter()
-            .map(|d| {
-                if Path::new(d).is_absolute() {
-                    PathBuf::from(d)
-                } else {
-                    root.join(d)
-                }
-            })
-            .collect();
-        let mut vault = Vault {
-            root: root.to_path_buf(),
-            config,
-            keys,
-            io,
-            index: RwLock::new(Index::default()),
-            data_dirs,
-            _lock: lock,
-            packs_open: Mutex::new(HashMap::new()),
-            open_problems: Vec::new(),
-        };
-        // Write sessions need these; an older crash or a manual cleanup may have removed them.
-        let tmps: Vec<PathBuf> = std::iter::once(vault.tmp_dir())
-            .chain(vault.data_dirs.iter().map(|d| d.join("tmp")))
-            .collect();
-        for t in tmps {
-            if !t.exists() {
-                vault.io.create_dir_all(&t).ctx("creating", &t)?;
-            }
-        }
-        vault.load_index()?;
-        if exclusive {
-            vault.clean_interrupted()?;
-            vault.adopt_orphans()?;
-        }
-        // Shared from here on: concurrent backups may run; cleanup needs exclusivity.
-        rustix::fs::flock(&vault._lock, rustix::fs::FlockOperation::LockShared)
-            .map_err(|e| Error::io("locking", &lock_path, e.into()))?;
-        Ok(vault)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
+        Ok(Vault {
+            repo,
+            keys: Arc::new(master),
+        })
     }
 
     pub fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }
 
-    pub fn io(&self) -> &Arc<dyn Io> {
-        &self.io
-    }
-
-    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn index_mut(&mut self) -> &mut Index {
-        self.index.get_mut().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Make packs just committed by a write session visible to later lookups.
-    pub(crate) fn add_packs(&self, packs: &[PackInfo]) {
-        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
-        for p in packs {
-            idx.add_pack_info(p);
-        }
-    }
-
-    pub fn data_dirs(&self) -> &[PathBuf] {
-        &self.data_dirs
-    }
-
-    /// The vault's key files (their KDF parameters; nothing secret).
-    pub fn key_files(&self) -> Result<Vec<KeyFile>> {
-        let dir = self.root.join("keys");
-        let mut out = Vec::new();
-        for name in list_dir(&dir)? {
-            let path = dir.join(&name);
-            let raw = std::fs::read(&path).ctx("reading key file", &path)?;
-            out.push(serde_json::from_slice(&raw).map_err(|e| Error::BadKeyFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?);
-        }
-        Ok(out)
-    }
-
-    pub fn open_problems(&self) -> &[String] {
-        &self.open_problems
-    }
-
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    pub fn pack_path_in(&self, dir: u16, id: &PackId) -> PathBuf {
-        let hex = id.hex();
-        let base = self
-            .data_dirs
-            .get(dir as usize)
-            .unwrap_or(&self.data_dirs[0]);
-        base.join(&hex[..2]).join(hex)
-    }
-
-    pub fn pack_path(&self, pack: &PackRef) -> PathBuf {
-        let p = self.pack_path_in(pack.dir, &pack.id);
-        if p.exists() {
-            return p;
-        }
-        // The pools issue moves packs between data directories: search them all.
-        (0..self.data_dirs.len() as u16)
-            .map(|d| self.pack_path_in(d, &pack.id))
-            .find(|c| c.exists())
-            .unwrap_or(p)
-    }
-
-    fn load_index(&mut self) -> Result<()> {
-        let dir = self.root.join("index");
-        for name in list_dir(&dir)? {
-            let path = dir.join(&name);
-            let bytes = std::fs::read(&path).ctx("reading index part", &path)?;
-            if Id::digest(&bytes).hex() != name {
-                self.open_problems.push(format!(
-                    "index part {name}: content does not match its name"
-                ));
-                continue;
-            }
-            match index::decode_part(&bytes) {
-                Ok(part) => self.index_mut().add_part(part),
-                Err(e) => self.open_problems.push(format!("index part {name}: {e}")),
-            }
-        }
-        Ok(())
-    }
-
-    fn clean_interrupted(&self) -> Result<()> {
-        let mut tmps = vec![self.tmp_dir()];
-        tmps.extend(self.data_dirs.iter().map(|d| d.join("tmp")));
-        for t in tmps {
-            if !t.exists() {
-                continue;
-            }
-            for name in list_dir(&t)? {
-                let p = t.join(&name);
-                tracing::info!("removing interrupted write {}", p.display());
-                self.io
-                    .remove_file(&p)
-                    .ctx("removing interrupted write", &p)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Every pack file on disk, as (data dir, pack id, path).
-    pub fn packs_on_disk(&self) -> Result<Vec<(u16, PackId, PathBuf)>> {
-        let mut out = Vec::new();
-        for (d, dir) in self.data_dirs.iter().enumerate() {
-            if !dir.exists() {
-                continue;
-            }
-            for sub in list_dir(dir)? {
-                if sub.len() != 2 || !sub.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    continue;
-                }
-                let subdir = dir.join(&sub);
-                for name in list_dir(&subdir)? {
-                    if let Some(id) = PackId::from_hex(&name) {
-                        out.push((d as u16, id, subdir.join(name)));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Read a pack's trailer from disk.
-    pub fn read_pack_trailer(
-        &self,
-        id: &PackId,
-        path: &Path,
-    ) -> std::result::Result<(u64, Vec<pack::PackEntry>), String> {
-        let f = File::open(path).map_err(|e| format!("opening: {e}"))?;
-        let len = f.metadata().map_err(|e| format!("stat: {e}"))?.len();
-        let entries = pack::read_trailer(id, len, |off, n| {
-            let mut b = vec![0u8; n];
-            f.read_exact_at(&mut b, off)?;
-            Ok(b)
-        })?;
-        Ok((len, entries))
-    }
-
-    /// Index complete packs that no index part names (a crash between a pack's rename and
-    /// its index part). Broken ones are left for `verify` to report.
-    fn adopt_orphans(&mut self) -> Result<()> {
-        let mut adopted = Vec::new();
-        for (dir, id, path) in self.packs_on_disk()? {
-            if self.index().has_pack(&id) {
-                continue;
-            }
-            match self.read_pack_trailer(&id, &path) {
-                Ok((len, entries)) => adopted.push(PackInfo {
-                    id,
-                    dir,
-                    len,
-                    entries,
-                }),
-                Err(e) => {
-                    tracing::warn!("pack {} is not indexed and unreadable: {e}", path.display())
-                }
-            }
-        }
-        if adopted.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(
-            "indexing {} pack(s) left by an interrupted backup",
-            adopted.len()
-        );
-        self.write_index_part(&adopted)?;
-        self.add_packs(&adopted);
-        Ok(())
-    }
-
-    /// Durably write an index part naming `packs`.
-    pub(crate) fn write_index_part(&self, packs: &[PackInfo]) -> Result<()> {
-        let bytes = index::encode_part(packs);
-        let name = Id::digest(&bytes).hex();
-        let dest = self.root.join("index").join(&name);
-        write_atomic(&*self.io, &self.tmp_dir().join(&name), &dest, bytes)
-            .ctx("writing index part", &dest)
-    }
-
-    fn pack_file(&self, pack: u32) -> Result<Arc<File>> {
-        let mut open = self.packs_open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = open.get(&pack) {
-            return Ok(f.clone());
-        }
-        let pref = self
-            .index()
-            .packs
-            .get(pack as usize)
-            .cloned()
-            .ok_or_else(|| Error::CorruptIndex {
-                name: "(memory)".into(),
-                reason: format!("pack number {pack} out of range"),
-            })?;
-        let path = self.pack_path(&pref);
-        let f = Arc::new(File::open(&path).map_err(|e| Error::CorruptPack {
-            pack: pref.id.hex(),
-            reason: format!("cannot open {}: {e}", path.display()),
-        })?);
-        if open.len() > 256 {
-            open.clear();
-        }
-        open.insert(pack, f.clone());
-        Ok(f)
-    }
-
-    /// Read a blob's stored bytes.
-    pub fn read_stored(&self, id: &Id, loc: &Location, buf: &mut Vec<u8>) -> Result<()> {
-        let f = self.pack_file(loc.pack)?;
-        // Resizing only by the difference avoids zero-filling every blob's buffer.
-        let n = loc.len as usize;
-        if buf.len() < n {
-            buf.resize(n, 0);
-        } else {
-            buf.truncate(n);
-        }
-        f.read_exact_at(buf, loc.offset)
-            .map_err(|e| Error::CorruptBlob {
-                id: *id,
-                pack: self.index().packs[loc.pack as usize].id.hex(),
-                reason: format!(
-                    "cannot read {} bytes at offset {}: {e}",
-                    loc.len, loc.offset
-                ),
-            })
+    /// The keyless view (for code that must work on a replica without the key too).
+    pub fn repo(&self) -> &Repo {
+        &self.repo
     }
 
     /// Read, authenticate and check one blob; returns its plaintext.
@@ -535,7 +184,7 @@ impl Vault {
 
     /// All readable snapshots, oldest first, and the ones that could not be read.
     pub fn snapshots(&self) -> Result<(Vec<Snapshot>, Unreadable)> {
-        let dir = self.root.join("snapshots");
+        let dir = self.root().join("snapshots");
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for name in list_dir(&dir)? {

@@ -240,38 +240,21 @@ fn flush_loop(
         error: None,
     };
     let base = &dirs[dir as usize];
-    for mut fin in rx {
-        out.paths.push(fin.tmp_path.clone());
+    for fin in rx {
         if out.error.is_some() {
+            out.paths.push(fin.tmp_path.clone());
             continue;
         }
-        let hex = fin.id.hex();
-        let sub = base.join(&hex[..2]);
-        let dest = sub.join(&hex);
-        let res = (|| -> std::io::Result<()> {
-            fin.file.sync()?;
-            drop(fin.file);
-            if !sub.exists() {
-                io.create_dir_all(&sub)?;
+        match fin.publish(&*io, base, dir) {
+            Ok(info) => {
+                let hex = info.id.hex();
+                out.paths.push(base.join(&hex[..2]).join(&hex));
+                out.done.push(info);
             }
-            // Always, not only when this process created `sub`: another writer may have
-            // created it and not yet made it durable.
-            io.sync_dir(base)?;
-            io.rename(&fin.tmp_path, &dest)?;
-            io.sync_dir(&sub)
-        })();
-        match res {
-            Ok(()) => {
-                out.paths.pop();
-                out.paths.push(dest);
-                out.done.push(PackInfo {
-                    id: fin.id,
-                    dir,
-                    len: fin.len,
-                    entries: fin.entries,
-                });
+            Err((path, e)) => {
+                out.error = Some(Error::io("making pack durable", &path, e));
+                out.paths.push(path);
             }
-            Err(e) => out.error = Some(Error::io("making pack durable", dest, e)),
         }
     }
     out

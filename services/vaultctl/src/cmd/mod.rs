@@ -2,8 +2,10 @@
 
 mod backup;
 mod browse;
+mod gc;
 mod init;
 mod quickstart;
+mod replicate;
 mod restore;
 mod verify;
 
@@ -24,6 +26,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Restore(a) => restore::run(g, a),
         Command::Verify(a) => verify::run(g, a),
         Command::Stats => browse::stats(g),
+        Command::Replicate(a) => replicate::run(g, a),
+        Command::Forget(a) => gc::forget(g, a),
+        Command::Gc(a) => gc::gc(g, a),
         Command::Bench(a) => crate::bench::run(a, g.json, g.quiet).map(|()| Outcome::Ok),
         Command::Quickstart(a) => quickstart::run(g, a),
     }

@@ -1,0 +1,642 @@
+//! The keyless side of a vault: layout, config, locks, sessions, the index and packs, and
+//! snapshot files as a keyless holder sees them (docs/format.md sections 1, 5-7, 9-10).
+//!
+//! Replication targets, the remote vault and garbage collection work on a [`Repo`] and never
+//! need the key; [`crate::Vault`] is a `Repo` plus the keys.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::id::{Id, PackId};
+use crate::index::{self, Index, Location, PackInfo, PackRef};
+use crate::io::{write_atomic, Io};
+use crate::keyfile::KeyFile;
+use crate::pack;
+use crate::session::Session;
+use crate::snapshot::{self, Header};
+
+/// Index parts by file name.
+pub(crate) type NamedParts = Vec<(String, index::Part)>;
+
+/// Snapshot files that could not be read: (file name, reason).
+pub type Unreadable = Vec<(String, String)>;
+
+/// A snapshot file as a keyless holder sees it.
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    pub id: Id,
+    pub header: Header,
+    pub len: u64,
+}
+
+/// An open vault without its key. Holds a shared `flock` on `<vault>/lock` and a session
+/// (section 10) for as long as it lives.
+pub struct Repo {
+    root: PathBuf,
+    config: Config,
+    io: Arc<dyn Io>,
+    /// Read on every dedup lookup, written when a write session commits.
+    index: RwLock<Index>,
+    data_dirs: Vec<PathBuf>,
+    _lock: File,
+    session: Option<Session>,
+    packs_open: Mutex<HashMap<u32, Arc<File>>>,
+    /// Problems found while opening that are not fatal (a damaged index part).
+    open_problems: Vec<String>,
+    /// Packs a garbage collection has condemned: invisible to this session (section 10).
+    condemned: HashSet<PackId>,
+}
+
+const DIRS: [&str; 5] = ["keys", "index", "snapshots", "tmp", crate::session::DIR];
+
+/// Create a vault's directories, lock file, key files and, last, its config: a directory
+/// without a config is not a vault, so an interrupted creation never looks usable.
+pub(crate) fn create_layout(
+    root: &Path,
+    io: &Arc<dyn Io>,
+    config: Vec<u8>,
+    keys: Vec<(String, Vec<u8>)>,
+) -> Result<()> {
+    io.create_dir_all(root)
+        .ctx("creating vault directory", root)?;
+    for d in DIRS {
+        io.create_dir_all(&root.join(d))
+            .ctx("creating", &root.join(d))?;
+    }
+    let data = root.join("data");
+    io.create_dir_all(&data.join("tmp"))
+        .ctx("creating", &data)?;
+    let lock = root.join("lock");
+    let mut f = io.create(&lock).ctx("creating", &lock)?;
+    f.sync().ctx("syncing", &lock)?;
+    drop(f);
+    // Every directory and the lock file must be durable before the config names this a
+    // vault (a power cut must never leave a config without them).
+    io.sync_dir(&data).ctx("syncing", &data)?;
+    io.sync_dir(root).ctx("syncing", root)?;
+    for (name, bytes) in keys {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(Error::Invalid(format!("bad key file name {name:?}")));
+        }
+        write_atomic(
+            &**io,
+            &root.join("tmp").join(&name),
+            &root.join("keys").join(&name),
+            bytes,
+        )
+        .ctx("writing key file", &root.join("keys"))?;
+    }
+    write_atomic(
+        &**io,
+        &root.join("tmp").join("config"),
+        &root.join("config"),
+        config,
+    )
+    .ctx("writing config", root)?;
+    io.sync_dir(root).ctx("syncing", root)
+}
+
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).ctx("listing", dir)? {
+        let e = e.ctx("listing", dir)?;
+        if let Some(n) = e.file_name().to_str() {
+            out.push(n.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) fn read_config(root: &Path) -> Result<(Config, [u8; 32])> {
+    let cfg_path = root.join("config");
+    let raw = match std::fs::read(&cfg_path) {
+        Ok(r) => r,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            return Err(Error::NotAVault(root.to_path_buf()))
+        }
+        Err(e) => return Err(Error::io("reading", cfg_path, e)),
+    };
+    let config: Config = serde_json::from_slice(&raw).map_err(|e| Error::BadConfig {
+        path: cfg_path.clone(),
+        reason: e.to_string(),
+    })?;
+    config.check().map_err(|reason| Error::BadConfig {
+        path: cfg_path.clone(),
+        reason,
+    })?;
+    let vid = config.vault_id().map_err(|reason| Error::BadConfig {
+        path: cfg_path,
+        reason,
+    })?;
+    Ok((config, vid))
+}
+
+impl Repo {
+    /// Create `root` (absent or empty) as a replica of the vault whose config and key files
+    /// are given: same vault id, keys and chunker, so the same passphrase opens it. Its data
+    /// lives in `root/data` whatever the source's data directories are.
+    pub fn create_replica(
+        root: &Path,
+        config: &[u8],
+        keys: Vec<(String, Vec<u8>)>,
+        io: Arc<dyn Io>,
+    ) -> Result<Repo> {
+        let bad = |reason: String| Error::BadConfig {
+            path: root.join("config"),
+            reason,
+        };
+        let mut cfg: Config = serde_json::from_slice(config).map_err(|e| bad(e.to_string()))?;
+        cfg.check().map_err(bad)?;
+        cfg.vault_id().map_err(bad)?;
+        if keys.is_empty() {
+            return Err(bad("the source vault sent no key files".into()));
+        }
+        for (name, raw) in &keys {
+            serde_json::from_slice::<KeyFile>(raw).map_err(|e| Error::BadKeyFile {
+                path: root.join("keys").join(name),
+                reason: e.to_string(),
+            })?;
+        }
+        if root.exists() {
+            let mut rd = std::fs::read_dir(root).ctx("listing", root)?;
+            if rd.next().is_some() {
+                return Err(Error::NotEmpty {
+                    path: root.to_path_buf(),
+                });
+            }
+        }
+        cfg.data_dirs = vec!["data".into()];
+        let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::Invalid(e.to_string()))?;
+        create_layout(root, &io, bytes, keys)?;
+        Repo::open(root, io)
+    }
+
+    /// The vault id (plaintext, in `config`).
+    pub fn vault_id(&self) -> [u8; 32] {
+        self.config.vault_id().unwrap_or_default()
+    }
+
+    /// The config file's bytes as stored.
+    pub fn config_bytes(&self) -> Result<Vec<u8>> {
+        let p = self.root.join("config");
+        std::fs::read(&p).ctx("reading", &p)
+    }
+
+    /// Open a vault without its key: enough to list, reference-count, integrity-check,
+    /// receive replicated blobs and collect garbage.
+    pub fn open(root: &Path, io: Arc<dyn Io>) -> Result<Repo> {
+        Ok(Self::open_with(root, io, |_| Ok(()))?.0)
+    }
+
+    /// Open, running `unlock` (the key derivation) after the config is read and before
+    /// anything is changed, so a wrong secret leaves the vault untouched.
+    pub(crate) fn open_with<T>(
+        root: &Path,
+        io: Arc<dyn Io>,
+        unlock: impl FnOnce(&[u8; 32]) -> Result<T>,
+    ) -> Result<(Repo, T)> {
+        let (config, vid) = read_config(root)?;
+        let lock_path = root.join("lock");
+        let lock = File::open(&lock_path).ctx("opening lock file", &lock_path)?;
+        let exclusive =
+            rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        let unlocked = unlock(&vid)?;
+        // Registered before the condemned list and the index are read: a collector that
+        // publishes its list after this point waits for us (section 10).
+        let session = match Session::register(root) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // A read-only vault (a transfer drive) cannot be collected either.
+                tracing::debug!("no session registered in {}: {e}", root.display());
+                None
+            }
+        };
+        let data_dirs = config
+            .data_dirs
+            .iter()
+            .map(|d| {
+                if Path::new(d).is_absolute() {
+                    PathBuf::from(d)
+                } else {
+                    root.join(d)
+                }
+            })
+            .collect();
+        let mut repo = Repo {
+            root: root.to_path_buf(),
+            config,
+            io,
+            index: RwLock::new(Index::default()),
+            data_dirs,
+            _lock: lock,
+            session,
+            packs_open: Mutex::new(HashMap::new()),
+            open_problems: Vec::new(),
+            condemned: HashSet::new(),
+        };
+        if repo.session.is_some() {
+            // Write sessions need these; an older crash or a manual cleanup may have removed them.
+            let tmps: Vec<PathBuf> = std::iter::once(repo.tmp_dir())
+                .chain(repo.data_dirs.iter().map(|d| d.join("tmp")))
+                .collect();
+            for t in tmps {
+                if !t.exists() {
+                    repo.io.create_dir_all(&t).ctx("creating", &t)?;
+                }
+            }
+        }
+        repo.condemned = crate::gc::read_condemned(&repo.root)?;
+        repo.load_index()?;
+        if exclusive {
+            repo.clean_interrupted()?;
+            repo.adopt_orphans()?;
+        }
+        // Shared from here on: concurrent backups may run; cleanup needs exclusivity.
+        rustix::fs::flock(&repo._lock, rustix::fs::FlockOperation::LockShared)
+            .map_err(|e| Error::io("locking", &lock_path, e.into()))?;
+        Ok((repo, unlocked))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn io(&self) -> &Arc<dyn Io> {
+        &self.io
+    }
+
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&mut self) -> &mut Index {
+        self.index.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Make packs just committed by a write session visible to later lookups.
+    pub(crate) fn add_packs(&self, packs: &[PackInfo]) {
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for p in packs {
+            idx.add_pack_info(p);
+        }
+    }
+
+    pub fn data_dirs(&self) -> &[PathBuf] {
+        &self.data_dirs
+    }
+
+    /// This process's session name, when one could be registered.
+    pub(crate) fn session_name(&self) -> Option<&str> {
+        self.session.as_ref().map(Session::name)
+    }
+
+    /// The vault's key files (their KDF parameters; nothing secret).
+    pub fn key_files(&self) -> Result<Vec<KeyFile>> {
+        Ok(self
+            .key_file_bytes()?
+            .into_iter()
+            .filter_map(|(_, raw)| serde_json::from_slice(&raw).ok())
+            .collect())
+    }
+
+    /// The raw key files by name (wrapped keys; a replica needs them to be opened).
+    pub fn key_file_bytes(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let dir = self.root.join("keys");
+        let mut out = Vec::new();
+        for name in list_dir(&dir)? {
+            let path = dir.join(&name);
+            let raw = std::fs::read(&path).ctx("reading key file", &path)?;
+            serde_json::from_slice::<KeyFile>(&raw).map_err(|e| Error::BadKeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            out.push((name, raw));
+        }
+        Ok(out)
+    }
+
+    pub fn open_problems(&self) -> &[String] {
+        &self.open_problems
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn pack_path_in(&self, dir: u16, id: &PackId) -> PathBuf {
+        let hex = id.hex();
+        let base = self
+            .data_dirs
+            .get(dir as usize)
+            .unwrap_or(&self.data_dirs[0]);
+        base.join(&hex[..2]).join(hex)
+    }
+
+    pub fn pack_path(&self, pack: &PackRef) -> PathBuf {
+        let p = self.pack_path_in(pack.dir, &pack.id);
+        if p.exists() {
+            return p;
+        }
+        // The pools issue moves packs between data directories: search them all.
+        (0..self.data_dirs.len() as u16)
+            .map(|d| self.pack_path_in(d, &pack.id))
+            .find(|c| c.exists())
+            .unwrap_or(p)
+    }
+
+    /// Every readable index part by file name. A part that vanished while listing was
+    /// replaced by a collection: the caller lists again.
+    pub(crate) fn index_parts(&self) -> Result<(NamedParts, Vec<String>)> {
+        let dir = self.root.join("index");
+        'again: for _ in 0..8 {
+            let mut parts = Vec::new();
+            let mut problems = Vec::new();
+            for name in list_dir(&dir)? {
+                let path = dir.join(&name);
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'again,
+                    Err(e) => return Err(Error::io("reading index part", path, e)),
+                };
+                if Id::digest(&bytes).hex() != name {
+                    problems.push(format!(
+                        "index part {name}: content does not match its name"
+                    ));
+                    continue;
+                }
+                match index::decode_part(&bytes) {
+                    Ok(part) => parts.push((name, part)),
+                    Err(e) => problems.push(format!("index part {name}: {e}")),
+                }
+            }
+            return Ok((parts, problems));
+        }
+        Err(Error::Invalid(format!(
+            "{}: index parts keep changing while being read",
+            dir.display()
+        )))
+    }
+
+    fn load_index(&mut self) -> Result<()> {
+        let (parts, problems) = self.index_parts()?;
+        self.open_problems.extend(problems);
+        let condemned = std::mem::take(&mut self.condemned);
+        for (_, part) in parts {
+            self.index_mut().add_part(part, &condemned);
+        }
+        self.condemned = condemned;
+        Ok(())
+    }
+
+    fn clean_interrupted(&self) -> Result<()> {
+        let mut tmps = vec![self.tmp_dir()];
+        tmps.extend(self.data_dirs.iter().map(|d| d.join("tmp")));
+        for t in tmps {
+            if !t.exists() {
+                continue;
+            }
+            for name in list_dir(&t)? {
+                let p = t.join(&name);
+                tracing::info!("removing interrupted write {}", p.display());
+                self.io
+                    .remove_file(&p)
+                    .ctx("removing interrupted write", &p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every pack file on disk, as (data dir, pack id, path).
+    pub fn packs_on_disk(&self) -> Result<Vec<(u16, PackId, PathBuf)>> {
+        let mut out = Vec::new();
+        for (d, dir) in self.data_dirs.iter().enumerate() {
+            if !dir.exists() {
+                continue;
+            }
+            for sub in list_dir(dir)? {
+                if sub.len() != 2 || !sub.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    continue;
+                }
+                let subdir = dir.join(&sub);
+                for name in list_dir(&subdir)? {
+                    if let Some(id) = PackId::from_hex(&name) {
+                        out.push((d as u16, id, subdir.join(name)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read a pack's trailer from disk.
+    pub fn read_pack_trailer(
+        &self,
+        id: &PackId,
+        path: &Path,
+    ) -> std::result::Result<(u64, Vec<pack::PackEntry>), String> {
+        let f = File::open(path).map_err(|e| format!("opening: {e}"))?;
+        let len = f.metadata().map_err(|e| format!("stat: {e}"))?.len();
+        let entries = pack::read_trailer(id, len, |off, n| {
+            let mut b = vec![0u8; n];
+            f.read_exact_at(&mut b, off)?;
+            Ok(b)
+        })?;
+        Ok((len, entries))
+    }
+
+    /// Index complete packs that no index part names (a crash between a pack's rename and
+    /// its index part). Broken ones are left for `verify` to report; condemned ones for the
+    /// collection that condemned them.
+    fn adopt_orphans(&mut self) -> Result<()> {
+        let mut adopted = Vec::new();
+        for (dir, id, path) in self.packs_on_disk()? {
+            if self.index().has_pack(&id) || self.condemned.contains(&id) {
+                continue;
+            }
+            match self.read_pack_trailer(&id, &path) {
+                Ok((len, entries)) => adopted.push(PackInfo {
+                    id,
+                    dir,
+                    len,
+                    entries,
+                }),
+                Err(e) => {
+                    tracing::warn!("pack {} is not indexed and unreadable: {e}", path.display())
+                }
+            }
+        }
+        if adopted.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            "indexing {} pack(s) left by an interrupted backup",
+            adopted.len()
+        );
+        self.write_index_part(&adopted)?;
+        self.add_packs(&adopted);
+        Ok(())
+    }
+
+    /// Durably write an index part naming `packs`.
+    pub(crate) fn write_index_part(&self, packs: &[PackInfo]) -> Result<()> {
+        self.write_index_bytes(index::encode_part(packs))
+            .map(|_| ())
+    }
+
+    /// Durably write an encoded index part; returns its name.
+    pub(crate) fn write_index_bytes(&self, bytes: Vec<u8>) -> Result<String> {
+        let name = Id::digest(&bytes).hex();
+        let dest = self.root.join("index").join(&name);
+        write_atomic(&*self.io, &self.tmp_dir().join(&name), &dest, bytes)
+            .ctx("writing index part", &dest)?;
+        Ok(name)
+    }
+
+    fn pack_file(&self, pack: u32) -> Result<Arc<File>> {
+        let mut open = self.packs_open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = open.get(&pack) {
+            return Ok(f.clone());
+        }
+        let pref = self
+            .index()
+            .packs
+            .get(pack as usize)
+            .cloned()
+            .ok_or_else(|| Error::CorruptIndex {
+                name: "(memory)".into(),
+                reason: format!("pack number {pack} out of range"),
+            })?;
+        let path = self.pack_path(&pref);
+        let f = Arc::new(File::open(&path).map_err(|e| Error::CorruptPack {
+            pack: pref.id.hex(),
+            reason: format!("cannot open {}: {e}", path.display()),
+        })?);
+        if open.len() > 256 {
+            open.clear();
+        }
+        open.insert(pack, f.clone());
+        Ok(f)
+    }
+
+    /// Read a blob's stored bytes.
+    pub fn read_stored(&self, id: &Id, loc: &Location, buf: &mut Vec<u8>) -> Result<()> {
+        let f = self.pack_file(loc.pack)?;
+        // Resizing only by the difference avoids zero-filling every blob's buffer.
+        let n = loc.len as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
+        } else {
+            buf.truncate(n);
+        }
+        f.read_exact_at(buf, loc.offset)
+            .map_err(|e| Error::CorruptBlob {
+                id: *id,
+                pack: self.index().packs[loc.pack as usize].id.hex(),
+                reason: format!(
+                    "cannot read {} bytes at offset {}: {e}",
+                    loc.len, loc.offset
+                ),
+            })
+    }
+
+    /// The stored bytes of blob `id`, checked against its pack trailer digest.
+    pub fn read_stored_checked(&self, id: &Id) -> Result<(Location, Vec<u8>)> {
+        let loc = self.index().get(id).ok_or(Error::MissingBlob(*id))?;
+        let mut buf = Vec::new();
+        self.read_stored(id, &loc, &mut buf)?;
+        Ok((loc, buf))
+    }
+
+    /// The ids a refs blob lists (refs blobs are plaintext; their id is checked).
+    pub fn read_refs(&self, id: &Id) -> Result<Vec<Id>> {
+        let (loc, stored) = self.read_stored_checked(id)?;
+        let pack = || self.index().packs[loc.pack as usize].id.hex();
+        let payload = crate::codec::refs_payload(&stored).map_err(|reason| Error::CorruptBlob {
+            id: *id,
+            pack: pack(),
+            reason,
+        })?;
+        if Id::digest(payload) != *id {
+            return Err(Error::CorruptBlob {
+                id: *id,
+                pack: pack(),
+                reason: "refs blob does not match its id".into(),
+            });
+        }
+        crate::refs::parse(payload).map_err(|reason| Error::CorruptBlob {
+            id: *id,
+            pack: pack(),
+            reason,
+        })
+    }
+
+    /// Every snapshot file, keyless: id, plaintext header, size. Oldest first.
+    pub fn snapshot_files(&self) -> Result<(Vec<SnapshotFile>, Unreadable)> {
+        let dir = self.root.join("snapshots");
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for name in list_dir(&dir)? {
+            let bytes = match std::fs::read(dir.join(&name)) {
+                Ok(b) => b,
+                // Forgotten while we listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading snapshot", dir.join(&name), e)),
+            };
+            let id = Id::digest(&bytes);
+            if id.hex() != name {
+                bad.push((name, "content does not match the file name".into()));
+                continue;
+            }
+            match snapshot::decode_header(&bytes) {
+                Ok((header, _)) => good.push(SnapshotFile {
+                    id,
+                    header,
+                    len: bytes.len() as u64,
+                }),
+                Err(e) => bad.push((name, e)),
+            }
+        }
+        good.sort_by(|a, b| {
+            a.header
+                .time_ns
+                .cmp(&b.header.time_ns)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok((good, bad))
+    }
+
+    /// The bytes of snapshot file `id`.
+    pub fn read_snapshot_file(&self, id: &Id) -> Result<Vec<u8>> {
+        let path = self.root.join("snapshots").join(id.hex());
+        match std::fs::read(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::UnknownSnapshot(id.hex()))
+            }
+            Err(e) => Err(Error::io("reading snapshot", path, e)),
+        }
+    }
+
+    /// Every blob id snapshot `header` references: its refs blobs and the ids they list.
+    pub fn referenced(&self, header: &Header) -> Result<Vec<Id>> {
+        let mut out = Vec::new();
+        for r in &header.refs {
+            out.push(*r);
+            out.extend(self.read_refs(r)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,166 @@
+//! The remote vault's configuration file (TOML).
+//!
+//! ```toml
+//! version = 1
+//! listen = "0.0.0.0:7443"
+//! data-dir = "/var/lib/tiervault-remote"
+//! [tls]
+//! ca = "ca.pem"            # issues the appliances' client certificates
+//! cert = "server.pem"
+//! key = "server.key"
+//! [tenants.acme]
+//! retention = "30d"        # replicated snapshots cannot be forgotten by the appliance before this age
+//! quota-bytes = 0          # 0: unlimited
+//! ```
+//! Relative paths are relative to the config file's directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tiervault_store::retention::parse_duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: reading")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Raw {
+    version: u32,
+    listen: String,
+    data_dir: PathBuf,
+    tls: RawTls,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTenant {
+    #[serde(default)]
+    retention: Option<String>,
+    #[serde(default)]
+    quota_bytes: u64,
+}
+
+/// A tenant's policy on the remote side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPolicy {
+    /// The appliance cannot forget a snapshot younger than this (ns).
+    pub retention_ns: i64,
+    /// Stored bytes allowed (0: unlimited).
+    pub quota_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub tenants: BTreeMap<String, TenantPolicy>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if raw.version != 1 {
+            return Err(invalid(format!(
+                "unsupported version {} (expected 1)",
+                raw.version
+            )));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut tenants = BTreeMap::new();
+        for (name, t) in raw.tenants {
+            tiervault_tls::Tenant::parse(&name)
+                .map_err(|e| invalid(format!("tenants.{name}: {e}")))?;
+            let retention_ns = match &t.retention {
+                Some(r) => parse_duration(r)
+                    .map_err(|e| invalid(format!("tenants.{name}.retention: {e}")))?,
+                None => 0,
+            };
+            tenants.insert(
+                name,
+                TenantPolicy {
+                    retention_ns,
+                    quota_bytes: t.quota_bytes,
+                },
+            );
+        }
+        Ok(Config {
+            listen: raw.listen,
+            data_dir: abs(&raw.data_dir),
+            ca: abs(&raw.tls.ca),
+            cert: abs(&raw.tls.cert),
+            key: abs(&raw.tls.key),
+            tenants,
+        })
+    }
+
+    /// Where a tenant's vault lives.
+    pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.data_dir.join("tenants").join(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_bad_fields() {
+        let c = Config::parse(
+            "version = 1\nlisten = \"127.0.0.1:0\"\ndata-dir = \"d\"\n[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"s.key\"\n[tenants.acme]\nretention = \"30d\"\n",
+            Path::new("/etc/r/remoted.toml"),
+        )
+        .expect("parse");
+        assert_eq!(c.data_dir, Path::new("/etc/r/d"));
+        assert_eq!(c.tenants["acme"].retention_ns, 30 * 86_400 * 1_000_000_000);
+        let e = Config::parse(
+            "version = 1\nlisten = \"x\"\ndata-dir = \"d\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[tenants.Bad_Name]\n",
+            Path::new("r.toml"),
+        )
+        .expect_err("bad tenant");
+        assert!(e.to_string().contains("Bad_Name"), "{e}");
+        let e = Config::parse("version = 2\n", Path::new("r.toml")).expect_err("version");
+        assert!(e.to_string().contains("r.toml"), "{e}");
+    }
+}

@@ -1,0 +1,220 @@
+//! `vault-remoted`: the remote vault server and its operator commands.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tiervault_remoted::{Config, Server};
+use tiervault_store::{gc, Id, Repo};
+use tiervault_tls::{Ca, Tenant};
+
+/// The remote vault: a keyless, multi-tenant store that appliances replicate to over mutual
+/// TLS 1.3. Tenants are named by the client certificates the operator issues.
+#[derive(Debug, Parser)]
+#[command(name = "vault-remoted", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve appliances (prints "listening on ADDR" once bound)
+    Serve {
+        /// Configuration file (TOML)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Certificate authority: create it, issue appliance and server certificates
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Operator override: forget a tenant's snapshot even inside its retention lock
+    Forget {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// Snapshot id (full hex)
+        #[arg(long)]
+        snapshot: String,
+        /// Required when the snapshot is still retention-locked
+        #[arg(long)]
+        force: bool,
+    },
+    /// Collect garbage in a tenant's vault (safe while appliances replicate)
+    Gc {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCmd {
+    /// Create a CA in DIR (ca.pem, ca.key with mode 0600)
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, default_value = "Tiervault remote vault CA")]
+        name: String,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue an appliance certificate bound to TENANT
+    IssueClient {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+    /// Issue the server's certificate for these DNS names or IP addresses
+    IssueServer {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REMOTED_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Serve { config } => serve(config),
+        Cmd::Ca(c) => ca(c),
+        Cmd::Forget {
+            config,
+            tenant,
+            snapshot,
+            force,
+        } => {
+            let cfg = Config::load(&config)?;
+            let repo = tenant_repo(&cfg, &tenant)?;
+            let id = Id::from_hex(&snapshot)
+                .with_context(|| format!("{snapshot:?} is not a full snapshot id"))?;
+            let (files, _) = repo.snapshot_files()?;
+            let f = files
+                .iter()
+                .find(|f| f.id == id)
+                .with_context(|| format!("tenant {tenant} has no snapshot {snapshot}"))?;
+            let retention = cfg.tenants.get(&tenant).map_or(0, |p| p.retention_ns);
+            let until = f.header.time_ns.saturating_add(retention);
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+            if retention > 0 && until > now && !force {
+                bail!("snapshot {snapshot} is retention-locked; add --force to forget it anyway");
+            }
+            gc::forget(&repo, &[id])?;
+            println!("forgot {snapshot} of tenant {tenant}");
+            Ok(())
+        }
+        Cmd::Gc { config, tenant } => {
+            let cfg = Config::load(&config)?;
+            let repo = tenant_repo(&cfg, &tenant)?;
+            let r = gc::collect(&repo, &gc::GcOptions::default(), &|s: &str| {
+                eprintln!("gc: {s}")
+            })?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+    }
+}
+
+fn tenant_repo(cfg: &Config, tenant: &str) -> Result<Repo> {
+    Tenant::parse(tenant)?;
+    let dir = cfg.tenant_dir(tenant);
+    Repo::open(&dir, tiervault_store::io::default_io()).with_context(|| format!("tenant {tenant}"))
+}
+
+fn serve(config: PathBuf) -> Result<()> {
+    let cfg = Config::load(&config)?;
+    std::fs::create_dir_all(cfg.data_dir.join("tenants"))
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let server = Server::bind(cfg).await?;
+        let addr = server.local_addr()?;
+        println!("listening on {addr}");
+        tracing::info!("listening on {addr}");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = tx.send(true);
+        });
+        server.run(rx).await;
+        Ok(())
+    })
+}
+
+fn ca(c: CaCmd) -> Result<()> {
+    match c {
+        CaCmd::Init { dir, name, days } => {
+            if dir.join(tiervault_tls::CA_KEY_FILE).exists() {
+                bail!("{} already holds a CA", dir.display());
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ca::create(&name, days)?.save(&dir)?;
+            println!("created CA in {}", dir.display());
+        }
+        CaCmd::IssueClient {
+            dir,
+            tenant,
+            cert,
+            key,
+            days,
+        } => {
+            let t = Tenant::parse(&tenant)?;
+            Ca::load(&dir)?.issue_client(&t, days)?.save(&cert, &key)?;
+            println!("issued {} for tenant {tenant}", cert.display());
+        }
+        CaCmd::IssueServer {
+            dir,
+            names,
+            cert,
+            key,
+            days,
+        } => {
+            Ca::load(&dir)?
+                .issue_server(&names, days)?
+                .save(&cert, &key)?;
+            println!("issued {} for {}", cert.display(), names.join(", "));
+        }
+    }
+    Ok(())
+}

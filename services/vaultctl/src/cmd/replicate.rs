@@ -1,0 +1,128 @@
+//! `vaultctl replicate`: copy snapshots to a replica, sending only missing blobs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tiervault_replicate::{replicate, DirTarget, KnownCache, Options, Progress, Target};
+use tiervault_store::{io, Id};
+
+use crate::cli::{Global, ReplicateArgs};
+use crate::open::{open_repo, vault_dir};
+use crate::output::{print_json, size};
+use crate::progress::Ticker;
+use crate::Outcome;
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress for Counters {
+    fn snapshot(&self, _i: usize, _n: usize, _id: &Id, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+    }
+    fn sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
+    let repo = open_repo(g)?;
+    let src = vault_dir(g);
+    if a.to
+        .canonicalize()
+        .ok()
+        .is_some_and(|t| Some(t) == src.canonicalize().ok())
+    {
+        anyhow::bail!("{}: cannot replicate a vault onto itself", a.to.display());
+    }
+    let only = if a.snapshot.is_empty() {
+        None
+    } else {
+        let (files, _) = repo.snapshot_files()?;
+        let mut ids = Vec::new();
+        for spec in &a.snapshot {
+            ids.push(resolve_keyless(&files, spec)?);
+        }
+        Some(ids)
+    };
+    let mut target = DirTarget::open(&a.to, io::default_io())
+        .with_context(|| format!("replica {}", a.to.display()))?;
+    let mut cache = KnownCache::load(KnownCache::path_for(
+        repo.root(),
+        &format!(
+            "dir:{}",
+            a.to.canonicalize().unwrap_or(a.to.clone()).display()
+        ),
+    ));
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let ticker = Ticker::start(!g.quiet && !g.json, move || {
+        (
+            c.sent.load(Ordering::Relaxed),
+            c.total.load(Ordering::Relaxed),
+            "sending".into(),
+        )
+    });
+    let report = replicate(
+        &repo,
+        &mut target,
+        if a.no_cache { None } else { Some(&mut cache) },
+        &Options {
+            only,
+            ..Options::default()
+        },
+        &*counters,
+    )
+    .with_context(|| format!("replicating to {}", target.describe()))?;
+    drop(ticker);
+    if g.json {
+        print_json(&json!({
+            "target": target.describe(),
+            "snapshots_sent": report.snapshots_sent,
+            "snapshots_present": report.snapshots_present,
+            "blobs_sent": report.blobs_sent,
+            "bytes_sent": report.bytes_sent,
+            "blobs_present": report.blobs_present,
+            "blobs_cached": report.blobs_cached,
+            "have_queries": report.have_queries,
+        }));
+    } else if !g.quiet {
+        println!(
+            "replicated {} snapshot(s) to {} ({} already there): sent {} blobs, {}",
+            report.snapshots_sent,
+            target.describe(),
+            report.snapshots_present,
+            report.blobs_sent,
+            size(report.bytes_sent)
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// A snapshot spec resolved without the key: full id, unique prefix or "latest".
+fn resolve_keyless(files: &[tiervault_store::SnapshotFile], spec: &str) -> Result<Id> {
+    if spec == "latest" {
+        return files
+            .last()
+            .map(|f| f.id)
+            .ok_or_else(|| tiervault_store::Error::UnknownSnapshot(spec.into()).into());
+    }
+    let l = spec.to_ascii_lowercase();
+    let m: Vec<&tiervault_store::SnapshotFile> = files
+        .iter()
+        .filter(|f| !l.is_empty() && f.id.hex().starts_with(&l))
+        .collect();
+    match m.len() {
+        1 => Ok(m[0].id),
+        0 => Err(tiervault_store::Error::UnknownSnapshot(spec.into()).into()),
+        count => Err(tiervault_store::Error::AmbiguousSnapshot {
+            prefix: spec.into(),
+            count,
+        }
+        .into()),
+    }
+}
