@@ -130,7 +130,10 @@ async fn serve(cfg: Arc<Config>, acceptor: TlsAcceptor, tcp: TcpStream, peer: So
             Ok(None) => break,
             Err(e) => {
                 // A malformed frame ends the connection: we cannot find the next frame.
-                tracing::warn!(tenant = %name, "closing {peer}: {e}");
+                let cause = std::error::Error::source(&e)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                tracing::warn!(tenant = %name, "closing {peer}: {e}{cause}");
                 break;
             }
         }

@@ -180,6 +180,19 @@ pub struct VerifyArgs {
     /// Check structure only (pack footers, index parts, snapshots, trees); do not read data
     #[arg(long)]
     pub quick: bool,
+    /// Replace damaged or missing blobs with good copies from this remote vault
+    /// (tiervault://HOST[:PORT], with --ca/--cert/--key) or replica directory, then verify again
+    #[arg(long, value_name = "URL|DIR")]
+    pub heal_from: Option<PathBuf>,
+    /// CA certificate (PEM) of the remote vault, for --heal-from
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for --heal-from
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM), for --heal-from
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -192,10 +205,20 @@ pub struct QuickstartArgs {
 /// Where replication sends snapshots.
 #[derive(Debug, Args)]
 pub struct ReplicateArgs {
-    /// Replica directory: created as a replica of this vault when absent or empty (the same
-    /// passphrase opens it); refused when it holds another vault
-    #[arg(long, value_name = "DIR")]
+    /// A remote vault (tiervault://HOST[:PORT], needs --ca, --cert and --key) or a replica
+    /// directory (created as a replica of this vault when absent or empty; the same
+    /// passphrase opens it; refused when it holds another vault)
+    #[arg(long, value_name = "URL|DIR")]
     pub to: PathBuf,
+    /// CA certificate (PEM) that issued the remote vault's certificate
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
+    pub ca: Option<PathBuf>,
+    /// This appliance's client certificate (PEM), bound to its tenant
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
+    pub key: Option<PathBuf>,
     /// Replicate only this snapshot (full id, unique prefix or "latest"); repeatable
     #[arg(long, value_name = "SNAP")]
     pub snapshot: Vec<String>,

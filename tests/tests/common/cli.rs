@@ -21,43 +21,50 @@ use tempfile::TempDir;
 /// this test binary was built with.
 pub fn vaultctl() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("VAULTCTL_BIN") {
-            return PathBuf::from(bin);
-        }
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the tests crate lives one level below the workspace root")
-            .to_path_buf();
-        let release = !cfg!(debug_assertions);
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        // Relative $CARGO_TARGET_DIR values are resolved against the workspace root, below.
-        cmd.current_dir(&workspace)
-            .args(["build", "-p", "vaultctl", "--manifest-path"])
-            .arg(workspace.join("Cargo.toml"));
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("running `cargo build -p vaultctl`");
-        assert!(
-            out.status.success(),
-            "`cargo build -p vaultctl` failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|d| workspace.join(d))
-            .unwrap_or_else(|| workspace.join("target"));
-        let bin = target
-            .join(if release { "release" } else { "debug" })
-            .join("vaultctl");
-        assert!(
-            bin.is_file(),
-            "cargo built vaultctl but {} is missing",
-            bin.display()
-        );
-        bin
-    })
+    BIN.get_or_init(|| workspace_bin("VAULTCTL_BIN", "vaultctl", "vaultctl"))
+}
+
+/// A binary of another package of the workspace: `$env_var` when set, else `bin` of `package`
+/// built with a nested `cargo build` in the profile this test binary was built with. Callers
+/// cache the result (one build per test process).
+pub fn workspace_bin(env_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives one level below the workspace root")
+        .to_path_buf();
+    let release = !cfg!(debug_assertions);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // Relative $CARGO_TARGET_DIR values are resolved against the workspace root, below.
+    cmd.current_dir(&workspace)
+        .args(["build", "-p", package, "--manifest-path"])
+        .arg(workspace.join("Cargo.toml"));
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running `cargo build -p {package}`: {e}"));
+    assert!(
+        out.status.success(),
+        "`cargo build -p {package}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| workspace.join(d))
+        .unwrap_or_else(|| workspace.join("target"));
+    let path = target
+        .join(if release { "release" } else { "debug" })
+        .join(bin);
+    assert!(
+        path.is_file(),
+        "cargo built {bin} but {} is missing",
+        path.display()
+    );
+    path
 }
 
 /// How commands authenticate to a vault.

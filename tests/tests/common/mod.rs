@@ -15,6 +15,7 @@ pub mod compare;
 pub mod fsx;
 pub mod gen;
 pub mod pack;
+pub mod remote;
 pub mod tree;
 
 #[allow(unused_imports)]

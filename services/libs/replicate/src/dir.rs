@@ -126,3 +126,22 @@ impl Target for DirTarget {
         self.sent
     }
 }
+
+impl tiervault_store::heal::BlobSource for DirTarget {
+    fn fetch(
+        &mut self,
+        ids: &[Id],
+    ) -> std::result::Result<Vec<(Id, tiervault_store::Kind, Vec<u8>)>, String> {
+        let Some((r, _)) = &self.repo else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                r.read_stored_checked(id)
+                    .ok()
+                    .map(|(l, b)| (*id, l.kind, b))
+            })
+            .collect())
+    }
+}

@@ -11,10 +11,15 @@ mod cache;
 mod dir;
 mod driver;
 mod error;
+mod remote;
+mod spec;
 mod target;
+pub mod throttle;
 
 pub use cache::KnownCache;
 pub use dir::DirTarget;
 pub use driver::{replicate, Options, Progress, Report};
 pub use error::{Error, Result};
+pub use remote::{RemoteOptions, RemoteTarget};
+pub use spec::{Peer, TargetSpec};
 pub use target::{OutBlob, RemoteSnapshot, Target, VaultMeta};

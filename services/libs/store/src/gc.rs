@@ -22,12 +22,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::{Id, IdMap, IdSet, PackId};
 use crate::index::{PackInfo, PackRef, Part};
 use crate::ingest::Ingest;
+
 use crate::pack::PackEntry;
 use crate::repo::Repo;
 
 const CONDEMNED: &str = "condemned";
 const MAGIC: &[u8; 8] = b"TVCONDM1";
 const GC_LOCK: &str = "gc.lock";
+/// Damaged packs replaced by a heal are kept here for inspection, not deleted.
+pub(crate) const QUARANTINE: &str = "quarantine";
 
 /// Tuning of a collection.
 #[derive(Debug, Clone)]
@@ -156,17 +159,17 @@ pub fn forget(repo: &Repo, ids: &[Id]) -> Result<()> {
 }
 
 /// Every pack and blob the index parts name, condemned packs included.
-struct View {
+pub(crate) struct View {
     parts: Vec<(String, Part)>,
-    packs: HashMap<PackId, PackRef>,
+    pub(crate) packs: HashMap<PackId, PackRef>,
     /// Every copy of every blob: (pack, offset, len, kind).
-    copies: IdMap<Vec<(PackId, u64, u32, Kind)>>,
+    pub(crate) copies: IdMap<Vec<(PackId, u64, u32, Kind)>>,
     /// Per pack: its entries.
-    contents: HashMap<PackId, Vec<(Id, u64, u32, Kind)>>,
+    pub(crate) contents: HashMap<PackId, Vec<(Id, u64, u32, Kind)>>,
 }
 
 impl View {
-    fn load(repo: &Repo) -> Result<View> {
+    pub(crate) fn load(repo: &Repo) -> Result<View> {
         let (parts, problems) = repo.index_parts()?;
         if let Some(p) = problems.first() {
             // A damaged part may name live packs we cannot see: deleting is unsafe.
@@ -207,7 +210,13 @@ impl View {
         Ok(v)
     }
 
-    fn read(&self, repo: &Repo, pack: &PackId, off: u64, len: u32) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read(
+        &self,
+        repo: &Repo,
+        pack: &PackId,
+        off: u64,
+        len: u32,
+    ) -> std::io::Result<Vec<u8>> {
         let pref = self
             .packs
             .get(pack)
@@ -276,16 +285,7 @@ impl View {
 
 /// Run a collection (or finish one an interrupted run started).
 pub fn collect(repo: &Repo, opts: &GcOptions, progress: &dyn GcProgress) -> Result<GcReport> {
-    let lock_path = repo.root().join(GC_LOCK);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .ctx("opening", &lock_path)?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Err(Error::GcRunning(repo.root().to_path_buf()));
-    }
+    let _lock = lock(repo)?;
     let mut report = GcReport::default();
     let mut condemned = read_condemned(repo.root())?;
     report.resumed = !condemned.is_empty();
@@ -306,17 +306,50 @@ pub fn collect(repo: &Repo, opts: &GcOptions, progress: &dyn GcProgress) -> Resu
         if condemned.is_empty() {
             return Ok(report);
         }
-        let bytes = encode_condemned(&condemned, now_ns());
-        let tmp = repo.root().join("tmp").join(CONDEMNED);
-        crate::io::write_atomic(&**repo.io(), &tmp, &repo.root().join(CONDEMNED), bytes).ctx(
-            "publishing the condemned pack list",
-            &repo.root().join(CONDEMNED),
-        )?;
+        publish(repo, &condemned)?;
     } else if opts.dry_run {
         return Ok(report);
     }
-    wait_for_older_sessions(repo, opts, progress, &mut report)?;
+    finish(repo, &condemned, opts, progress, &mut report, false)?;
+    Ok(report)
+}
 
+/// Keep a second collector (or healer) out for as long as the returned file is held.
+pub(crate) fn lock(repo: &Repo) -> Result<File> {
+    let lock_path = repo.root().join(GC_LOCK);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx("opening", &lock_path)?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(Error::GcRunning(repo.root().to_path_buf()));
+    }
+    Ok(lock)
+}
+
+/// Step 4: publish the condemned list.
+pub(crate) fn publish(repo: &Repo, condemned: &HashSet<PackId>) -> Result<()> {
+    let bytes = encode_condemned(condemned, now_ns());
+    let tmp = repo.root().join("tmp").join(CONDEMNED);
+    crate::io::write_atomic(&**repo.io(), &tmp, &repo.root().join(CONDEMNED), bytes).ctx(
+        "publishing the condemned pack list",
+        &repo.root().join(CONDEMNED),
+    )
+}
+
+/// Steps 5-7: wait for older sessions, rescue, sweep. With `quarantine`, condemned packs are
+/// moved to `quarantine/` instead of deleted (damaged packs replaced by a heal).
+pub(crate) fn finish(
+    repo: &Repo,
+    condemned: &HashSet<PackId>,
+    opts: &GcOptions,
+    progress: &dyn GcProgress,
+    report: &mut GcReport,
+    quarantine: bool,
+) -> Result<()> {
+    wait_for_older_sessions(repo, opts, progress, report)?;
     progress.stage("rescuing blobs referenced meanwhile");
     let view = View::load(repo)?;
     let (live, snaps, missing) = view.mark(repo)?;
@@ -326,18 +359,14 @@ pub fn collect(repo: &Repo, opts: &GcOptions, progress: &dyn GcProgress) -> Resu
     if report.packs_before == 0 {
         report.packs_before = view.packs.len() as u64;
     }
-    rescue(repo, &view, &live, &condemned, &mut report)?;
-
+    rescue(repo, &view, &live, condemned, report)?;
     progress.stage("deleting condemned packs");
-    sweep(repo, &view, &condemned, &mut report)?;
+    sweep(repo, &view, condemned, report, quarantine)?;
     let path = repo.root().join(CONDEMNED);
     repo.io()
         .remove_file(&path)
         .ctx("removing the condemned pack list", &path)?;
-    repo.io()
-        .sync_dir(repo.root())
-        .ctx("syncing", repo.root())?;
-    Ok(report)
+    repo.io().sync_dir(repo.root()).ctx("syncing", repo.root())
 }
 
 fn now_ns() -> i64 {
@@ -439,7 +468,11 @@ fn copy_live(
 }
 
 /// Offset → digest of a pack's trailer.
-fn trailer_digests(repo: &Repo, view: &View, pack: &PackId) -> Option<HashMap<u64, [u8; 16]>> {
+pub(crate) fn trailer_digests(
+    repo: &Repo,
+    view: &View,
+    pack: &PackId,
+) -> Option<HashMap<u64, [u8; 16]>> {
     let pref = view.packs.get(pack)?;
     let (_, entries) = repo.read_pack_trailer(pack, &repo.pack_path(pref)).ok()?;
     Some(
@@ -523,6 +556,7 @@ fn sweep(
     view: &View,
     condemned: &HashSet<PackId>,
     report: &mut GcReport,
+    quarantine: bool,
 ) -> Result<()> {
     let dir = repo.root().join("index");
     for (name, part) in &view.parts {
@@ -547,6 +581,19 @@ fn sweep(
             continue;
         };
         let path = repo.pack_path(pref);
+        if quarantine && path.exists() {
+            let q = repo.root().join(QUARANTINE);
+            repo.io().create_dir_all(&q).ctx("creating", &q)?;
+            let dest = q.join(pack.hex());
+            repo.io()
+                .rename(&path, &dest)
+                .ctx("moving a damaged pack to quarantine", &path)?;
+            repo.io().sync_dir(&q).ctx("syncing", &q)?;
+            if let Some(p) = path.parent() {
+                subdirs.insert(p.to_path_buf());
+            }
+            continue;
+        }
         match repo.io().remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -45,6 +45,7 @@ mod writer;
 pub mod backup;
 pub mod browse;
 pub mod gc;
+pub mod heal;
 pub mod io;
 pub mod restore;
 pub mod retention;

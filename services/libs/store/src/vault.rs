@@ -126,6 +126,15 @@ impl Vault {
         })
     }
 
+    /// Open the same vault again with the keys already derived (no KDF): a fresh index and
+    /// session, e.g. after a heal replaced packs.
+    pub fn reopen(&self) -> Result<Vault> {
+        Ok(Vault {
+            repo: Repo::open(self.root(), self.io().clone())?,
+            keys: self.keys.clone(),
+        })
+    }
+
     pub fn keys(&self) -> &Arc<Keys> {
         &self.keys
     }

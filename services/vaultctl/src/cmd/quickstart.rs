@@ -91,7 +91,16 @@ pub fn run(g: &Global, a: &QuickstartArgs) -> Result<Outcome> {
     compare(&source, &target.join(name))?;
     say(&g, "restored tree is identical to the source");
     step(&g, "verify");
-    let v = super::verify::run(&g, &VerifyArgs { quick: false })?;
+    let v = super::verify::run(
+        &g,
+        &VerifyArgs {
+            quick: false,
+            heal_from: None,
+            ca: None,
+            cert: None,
+            key: None,
+        },
+    )?;
     if matches!(v, Outcome::Damage) {
         bail!("verify found damage");
     }

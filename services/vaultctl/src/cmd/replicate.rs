@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use tiervault_replicate::{replicate, DirTarget, KnownCache, Options, Progress, Target};
-use tiervault_store::{io, Id};
+use tiervault_replicate::{replicate, KnownCache, Options, Progress, TargetSpec};
+use tiervault_store::Id;
 
 use crate::cli::{Global, ReplicateArgs};
 use crate::open::{open_repo, vault_dir};
@@ -49,15 +49,14 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         }
         Some(ids)
     };
-    let mut target = DirTarget::open(&a.to, io::default_io())
-        .with_context(|| format!("replica {}", a.to.display()))?;
-    let mut cache = KnownCache::load(KnownCache::path_for(
-        repo.root(),
-        &format!(
-            "dir:{}",
-            a.to.canonicalize().unwrap_or(a.to.clone()).display()
-        ),
-    ));
+    let spec = spec_of(&a.to, &a.ca, &a.cert, &a.key);
+    let mut target = spec.open(repo.vault_id())?;
+    let mut cache_key = spec.cache_key();
+    if spec.is_remote() {
+        // One cache per tenant the server bound our certificate to.
+        cache_key = target.describe();
+    }
+    let mut cache = KnownCache::load(KnownCache::path_for(repo.root(), &cache_key));
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     let ticker = Ticker::start(!g.quiet && !g.json, move || {
@@ -69,7 +68,7 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
     });
     let report = replicate(
         &repo,
-        &mut target,
+        &mut *target,
         if a.no_cache { None } else { Some(&mut cache) },
         &Options {
             only,
@@ -89,6 +88,7 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
             "blobs_present": report.blobs_present,
             "blobs_cached": report.blobs_cached,
             "have_queries": report.have_queries,
+            "wire_bytes": target.bytes_sent(),
         }));
     } else if !g.quiet {
         println!(
@@ -101,6 +101,21 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// The target named by `--to` and the TLS flags.
+pub fn spec_of(
+    to: &std::path::Path,
+    ca: &Option<std::path::PathBuf>,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) -> TargetSpec {
+    TargetSpec {
+        to: to.to_string_lossy().to_string(),
+        ca: ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    }
 }
 
 /// A snapshot spec resolved without the key: full id, unique prefix or "latest".

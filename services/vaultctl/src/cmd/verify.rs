@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
+use tiervault_store::heal;
 use tiervault_store::verify::{self, Progress};
 
 use crate::cli::{Global, VerifyArgs};
@@ -24,15 +25,38 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
             format!("{done}/{total} packs"),
         )
     });
-    let r = verify::verify(
-        &vault,
-        &verify::Options {
-            quick: a.quick,
-            threads: threads(),
-        },
-        &progress,
-    )?;
+    let opts = verify::Options {
+        quick: a.quick,
+        threads: threads(),
+    };
+    let mut r = verify::verify(&vault, &opts, &progress)?;
     drop(ticker);
+    let mut healed = None;
+    if let (Some(from), false) = (&a.heal_from, r.ok()) {
+        let spec = super::replicate::spec_of(from, &a.ca, &a.cert, &a.key);
+        let mut source = spec.open(vault.vault_id())?;
+        let quiet = g.quiet || g.json;
+        let say = move |what: &str| {
+            if !quiet {
+                eprintln!("heal: {what}");
+            }
+        };
+        let name = source.describe();
+        let h = heal::heal(&vault, &r, &mut *source, &name, &say)?;
+        drop(source);
+        if !quiet {
+            eprintln!(
+                "healed {} blob(s) from {}; {} unavailable; {} damaged pack(s) moved to quarantine/",
+                h.healed.len(),
+                spec.to,
+                h.unavailable.len(),
+                h.quarantined.len()
+            );
+        }
+        healed = Some(h);
+        let fresh = vault.reopen()?;
+        r = verify::verify(&fresh, &opts, &verify::Progress::default())?;
+    }
     if g.json {
         print_json(&json!({
             "ok": r.ok(),
@@ -41,6 +65,8 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
             "blobs": r.blobs,
             "bytes": r.bytes,
             "snapshots": r.snapshots,
+            "healed": healed.as_ref().map(|h| h.healed.iter().map(|i| i.hex()).collect::<Vec<_>>()),
+            "unavailable": healed.as_ref().map(|h| h.unavailable.iter().map(|i| i.hex()).collect::<Vec<_>>()),
             "damage": r.damage.iter().map(|d| json!({
                 "pack": d.pack, "blob": d.blob, "error": d.error,
                 "snapshots": d.snapshots, "files": d.files,
