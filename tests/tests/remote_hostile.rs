@@ -419,6 +419,56 @@ fn a_blob_announced_with_another_kind_than_its_header_is_refused() {
 }
 
 #[test]
+fn a_data_blob_under_a_wrong_id_is_caught_by_the_owner_and_collected() {
+    // A data or meta id is keyed: the keyless server cannot check it (docs/wire.md 7) and stores
+    // the blob. Nothing the tenant holds depends on it; the owner's verify names it as damage
+    // and the server's garbage collection removes it, since no snapshot references it.
+    let mut f = Fixture::new(25);
+    let d = f.fresh_of(BlobKind::Data).clone();
+    let wrong = [0x5a; 32];
+    let mut c = f.session();
+    assert_eq!(
+        c.put_blobs(&[wire_blob(wrong, BlobKind::Data, d.stored.clone())]),
+        (1, 0)
+    );
+    drop(c);
+    let replica = f.source.at(f.server.tenant_dir("acme"));
+    let out = replica.run(["verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        common::cli::describe(&out)
+    );
+    assert!(
+        stderr.contains(&hex::encode(wrong)),
+        "verify names the blob under the wrong id: {}",
+        common::cli::describe(&out)
+    );
+    for snap in replica.snapshots() {
+        let id = common::cli::snap_id(&snap);
+        replica.restore(&id, &f.source.scratch(&format!("before-gc-{id}")));
+    }
+    let out = f.server.operator("gc", &["--tenant", "acme"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        common::cli::describe(&out)
+    );
+    let mut c = f.session();
+    assert_eq!(
+        c.have(&[wrong]),
+        vec![false],
+        "gc kept an unreferenced blob"
+    );
+    drop(c);
+    let snaps = f.pushed.snapshots.clone();
+    f.assert_healthy(&snaps);
+}
+
+#[test]
 fn a_snapshot_referencing_blobs_never_sent_is_refused_and_not_listed() {
     let mut f = Fixture::new(18);
     let (sid, file) = f.fresh_snapshot.clone();

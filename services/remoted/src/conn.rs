@@ -25,7 +25,10 @@ pub struct Conn {
     pub dir: PathBuf,
     pub peer: String,
     repo: Option<(Repo, Ingest)>,
-    greeted: bool,
+    /// The vault id of the accepted `Hello`: `PutVaultMeta` must send that vault's config.
+    greeted: Option<[u8; 32]>,
+    /// End the connection once the current reply is sent (unsupported protocol version).
+    closing: bool,
     /// `PutBlobs` requests stored but not yet durable: (req, newly stored, already present).
     pending: Vec<(u64, u32, u32)>,
     /// Stored bytes of the tenant's vault, for the quota.
@@ -68,7 +71,8 @@ impl Conn {
             dir,
             peer,
             repo: None,
-            greeted: false,
+            greeted: None,
+            closing: false,
             pending: Vec::new(),
             used: 0,
         }
@@ -100,6 +104,9 @@ impl Conn {
                     return;
                 }
             }
+            if self.closing {
+                break;
+            }
             if self
                 .repo
                 .as_ref()
@@ -115,7 +122,13 @@ impl Conn {
 
     /// Make pending blobs durable and acknowledge them. False when the writer is gone.
     fn flush_acks(&mut self, tx: &Sender<Reply>) -> bool {
-        if self.pending.is_empty() {
+        // Blobs stored ahead of a refused one in the same batch have no ack waiting, but `Have`
+        // already reports them held, so they must become durable all the same.
+        let unflushed = self
+            .repo
+            .as_ref()
+            .is_some_and(|(_, i)| i.pending_bytes() > 0);
+        if self.pending.is_empty() && !unflushed {
             return true;
         }
         let result = match &mut self.repo {
@@ -159,7 +172,7 @@ impl Conn {
     }
 
     fn handle(&mut self, req: u64, msg: Message) -> Option<Message> {
-        if !self.greeted {
+        if self.greeted.is_none() {
             return Some(match msg {
                 Message::Hello {
                     proto,
@@ -167,7 +180,7 @@ impl Conn {
                     client,
                 } => self.hello(proto, vault_id, &client),
                 other => err(
-                    ErrorCode::BadRequest,
+                    ErrorCode::Unauthorized,
                     format!("expected Hello first, got {}", other.type_name()),
                 ),
             });
@@ -221,6 +234,7 @@ impl Conn {
 
     fn hello(&mut self, proto: u16, vault_id: [u8; 32], client: &str) -> Message {
         if proto != tiervault_wire::PROTOCOL_VERSION {
+            self.closing = true;
             return err(
                 ErrorCode::BadRequest,
                 format!("protocol version {proto} is not supported (this server speaks 1)"),
@@ -244,7 +258,7 @@ impl Conn {
             }
         }
         tracing::info!(tenant = %self.tenant, peer = %self.peer, client, "session started");
-        self.greeted = true;
+        self.greeted = Some(vault_id);
         Message::Welcome {
             proto: tiervault_wire::PROTOCOL_VERSION,
             tenant: self.tenant.clone(),
@@ -261,6 +275,30 @@ impl Conn {
             } else {
                 err(ErrorCode::DifferentVault, "this tenant holds another vault")
             };
+        }
+        match tiervault_store::Config::vault_id_of(&config) {
+            Ok(id) if Some(id) == self.greeted => {}
+            Ok(id) => {
+                return err(
+                    ErrorCode::DifferentVault,
+                    format!(
+                        "the config is of vault {}, not of the vault named in Hello",
+                        hex::encode(id)
+                    ),
+                )
+            }
+            Err(e) => return err(ErrorCode::BadRequest, format!("not a vault config: {e}")),
+        }
+        // Checked before anything is created: a refusal half-way would leave a directory that
+        // is neither empty nor a vault. (The store also refuses names starting with '.'.)
+        if let Some(k) = keys
+            .iter()
+            .find(|k| k.name.is_empty() || k.name.starts_with('.') || k.name.contains(['/', '\0']))
+        {
+            return err(
+                ErrorCode::BadRequest,
+                format!("key file name {:?} is not a plain file name", k.name),
+            );
         }
         let keys = keys.into_iter().map(|k| (k.name, k.file)).collect();
         match Repo::create_replica(&self.dir, &config, keys, tiervault_store::io::default_io()) {
@@ -327,7 +365,7 @@ impl Conn {
             }
             Err(e @ StoreError::MissingBlobs { .. }) => err(ErrorCode::MissingBlobs, e.to_string()),
             Err(e @ StoreError::CorruptSnapshot { .. }) => {
-                err(ErrorCode::BadRequest, e.to_string())
+                err(ErrorCode::DigestMismatch, e.to_string())
             }
             Err(e) => {
                 tracing::error!(tenant = %self.tenant, "committing snapshot {id}: {e}");

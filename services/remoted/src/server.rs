@@ -121,7 +121,12 @@ async fn serve(cfg: Arc<Config>, acceptor: TlsAcceptor, tcp: TcpStream, peer: So
     });
     let mut buf = Vec::new();
     loop {
-        match tiervault_wire::read_frame(&mut rd, &mut buf).await {
+        let frame = tokio::select! {
+            frame = tiervault_wire::read_frame(&mut rd, &mut buf) => frame,
+            // The processor ended the session (unsupported protocol version, writer gone).
+            () = req_tx.closed() => break,
+        };
+        match frame {
             Ok(Some(frame)) => {
                 if req_tx.send(frame).await.is_err() {
                     break;

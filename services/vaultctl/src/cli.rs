@@ -225,6 +225,17 @@ pub struct ReplicateArgs {
     /// Ask the target about every blob instead of trusting the cache of ids it holds
     #[arg(long)]
     pub no_cache: bool,
+    /// Bandwidth limit to a remote, e.g. 2MB/s, 800kB/s, 100Mbit/s (default: unlimited)
+    #[arg(long, value_name = "RATE", conflicts_with = "schedule")]
+    pub limit: Option<String>,
+    /// Bandwidth schedule: a TOML file with a [bandwidth] table (default rate and
+    /// [[bandwidth.window]] entries with days, from, to, rate; times in UTC); re-read when it
+    /// changes, without restarting
+    #[arg(long, value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
+    /// Unacknowledged bytes kept in flight to a remote, in MiB (more hides longer round trips)
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub window_mib: u64,
 }
 
 /// Which snapshots to remove. Keep rules apply per set of backed-up paths, newest first,

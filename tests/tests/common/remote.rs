@@ -409,6 +409,11 @@ impl RemoteServer {
         self.tmp.path().join("ca.pem")
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -487,6 +492,13 @@ impl RemoteServer {
 impl Drop for RemoteServer {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- vault-remoted log ({}) ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
     }
 }
 
@@ -635,10 +647,14 @@ impl RawClient {
     /// Writes `bytes` as they are (malformed frames, partial frames) and flushes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
         let stream = &mut self.stream;
-        let written = self.rt.block_on(tokio::time::timeout(IO_TIMEOUT, async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        }));
+        // The timer must be made inside the runtime, hence the async blocks here and below.
+        let written = self.rt.block_on(async {
+            tokio::time::timeout(IO_TIMEOUT, async {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            })
+            .await
+        });
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("writing {} bytes: {e}", bytes.len())),
@@ -654,10 +670,9 @@ impl RawClient {
     /// frames. A read error (cut connection, malformed frame) or a timeout is `Err`.
     pub fn read_reply(&mut self) -> Result<Option<(u64, Message)>, String> {
         let (stream, buf) = (&mut self.stream, &mut self.buf);
-        match self.rt.block_on(tokio::time::timeout(
-            IO_TIMEOUT,
-            tiervault_wire::read_frame(stream, buf),
-        )) {
+        match self.rt.block_on(async {
+            tokio::time::timeout(IO_TIMEOUT, tiervault_wire::read_frame(stream, buf)).await
+        }) {
             Ok(Ok(frame)) => Ok(frame),
             Ok(Err(e)) => Err(error_chain(&e)),
             Err(_) => Err(format!("no frame within {}s", IO_TIMEOUT.as_secs())),
@@ -687,7 +702,7 @@ impl RawClient {
     pub fn shutdown(&mut self) -> Result<(), String> {
         let stream = &mut self.stream;
         self.rt
-            .block_on(tokio::time::timeout(IO_TIMEOUT, stream.shutdown()))
+            .block_on(async { tokio::time::timeout(IO_TIMEOUT, stream.shutdown()).await })
             .map_err(|_| "closing took too long".to_owned())?
             .map_err(|e| format!("closing: {e}"))
     }

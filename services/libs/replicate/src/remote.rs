@@ -24,7 +24,7 @@ use crate::target::{OutBlob, RemoteSnapshot, Target, VaultMeta};
 pub const DEFAULT_PORT: u16 = 7443;
 
 /// How to reach a remote vault.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteOptions {
     /// `tiervault://HOST[:PORT]`
     pub url: String,
@@ -37,6 +37,8 @@ pub struct RemoteOptions {
     pub window_bytes: u64,
     /// How long to wait for any single reply.
     pub reply_timeout: Duration,
+    /// Bandwidth limit (None: unlimited).
+    pub limiter: Option<Arc<crate::throttle::Limiter>>,
 }
 
 impl RemoteOptions {
@@ -48,6 +50,7 @@ impl RemoteOptions {
             key,
             window_bytes: 64 << 20,
             reply_timeout: Duration::from_secs(300),
+            limiter: None,
         }
     }
 }
@@ -82,7 +85,9 @@ pub fn parse_url(url: &str) -> std::result::Result<(String, u16), String> {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>;
+/// Reply slots by request id; `None` once the connection is gone, so a request made after
+/// the reader stopped fails at once instead of waiting for a reply that cannot come.
+type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Message>>>>>;
 
 pub struct RemoteTarget {
     rt: tokio::runtime::Runtime,
@@ -100,6 +105,7 @@ pub struct RemoteTarget {
     window: u64,
     timeout: Duration,
     sent: Arc<AtomicU64>,
+    limiter: Option<Arc<crate::throttle::Limiter>>,
 }
 
 impl RemoteTarget {
@@ -134,7 +140,7 @@ impl RemoteTarget {
             })
             .map_err(link)?;
         let (mut rd, wr) = tokio::io::split(stream);
-        let waiters: Waiters = Arc::default();
+        let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
         let sent = Arc::new(AtomicU64::new(0));
         let (frames, mut frame_rx) = mpsc::channel::<Vec<u8>>(256);
         let s = sent.clone();
@@ -156,7 +162,11 @@ impl RemoteTarget {
         rt.spawn(async move {
             let mut buf = Vec::new();
             while let Ok(Some((req, msg))) = tiervault_wire::read_frame(&mut rd, &mut buf).await {
-                let waiter = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+                let waiter = w
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .and_then(|m| m.remove(&req));
                 if let Some(tx) = waiter {
                     let _ = tx.send(msg);
                 } else if let Message::Error { message, .. } = msg {
@@ -164,7 +174,7 @@ impl RemoteTarget {
                 }
             }
             // Connection gone: every waiter learns it from its dropped sender.
-            w.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            w.lock().unwrap_or_else(|e| e.into_inner()).take();
         });
         let mut t = RemoteTarget {
             rt,
@@ -181,6 +191,7 @@ impl RemoteTarget {
             window: opts.window_bytes.max(1 << 20),
             timeout: opts.reply_timeout,
             sent,
+            limiter: opts.limiter.clone(),
         };
         let reply = t.request(Message::Hello {
             proto: tiervault_wire::PROTOCOL_VERSION,
@@ -228,10 +239,17 @@ impl RemoteTarget {
             reason: format!("cannot encode {}: {e}", msg.type_name()),
         })?;
         let (tx, rx) = oneshot::channel();
-        self.waiters
+        match self
+            .waiters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(req, tx);
+            .as_mut()
+        {
+            Some(m) => {
+                m.insert(req, tx);
+            }
+            None => return Err(self.link("the connection is closed")),
+        }
         let sent = match &self.frames {
             Some(f) => self.rt.block_on(f.send(frame)).is_ok(),
             None => false,
@@ -433,6 +451,10 @@ impl Target for RemoteTarget {
 
     fn put_blobs(&mut self, blobs: Vec<OutBlob>) -> Result<()> {
         let bytes: u64 = blobs.iter().map(|b| b.stored.len() as u64).sum();
+        if let Some(l) = &self.limiter {
+            // The driver sends batches of at most `piece_len` bytes when a limit is set.
+            l.take(bytes);
+        }
         let msg = Message::PutBlobs {
             blobs: blobs
                 .into_iter()

@@ -14,12 +14,16 @@ pub trait Peer: Target + BlobSource {}
 impl<T: Target + BlobSource> Peer for T {}
 
 /// `tiervault://HOST[:PORT]` with its TLS files, or a replica directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TargetSpec {
     pub to: String,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Unacknowledged bytes in flight to a remote (None: the default, 64 MiB).
+    pub window_bytes: Option<u64>,
+    /// Bandwidth limit for a remote.
+    pub limiter: Option<std::sync::Arc<crate::throttle::Limiter>>,
 }
 
 impl TargetSpec {
@@ -41,12 +45,16 @@ impl TargetSpec {
                 reason: format!("a remote vault needs {flag} FILE"),
             })
         };
-        let opts = RemoteOptions::new(
+        let mut opts = RemoteOptions::new(
             &self.to,
             need(&self.ca, "--ca")?,
             need(&self.cert, "--cert")?,
             need(&self.key, "--key")?,
         );
+        if let Some(w) = self.window_bytes {
+            opts.window_bytes = w;
+        }
+        opts.limiter = self.limiter.clone();
         Ok(Box::new(RemoteTarget::connect(&opts, vault_id)?))
     }
 

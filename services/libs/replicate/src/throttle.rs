@@ -626,10 +626,11 @@ pub trait Clock: Send + Sync {
 
 /// The real clock, with wall-clock time at a fixed UTC offset.
 ///
-/// Pass `UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC)`, taken before the
-/// process starts threads (on Unix `time` refuses to read the local offset once there are
-/// several). The offset stays fixed: after a daylight-saving change the windows are an hour
-/// off until the service restarts.
+/// Pass `UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC)` (the `local-offset`
+/// feature of `time`), taken before the process starts threads: on Linux `time` refuses to
+/// read the local offset once there are several, and quietly getting UTC would shift every
+/// window. The offset stays fixed: after a daylight-saving change the windows are an hour off
+/// until the service restarts.
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     offset: UtcOffset,

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use tiervault_replicate::throttle::{
+    Limiter, Rate, RateSource, Schedule, ScheduleSource, SystemClock,
+};
 use tiervault_replicate::{replicate, KnownCache, Options, Progress, TargetSpec};
 use tiervault_store::Id;
 
@@ -49,7 +52,16 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         }
         Some(ids)
     };
-    let spec = spec_of(&a.to, &a.ca, &a.cert, &a.key);
+    let mut spec = spec_of(&a.to, &a.ca, &a.cert, &a.key);
+    spec.window_bytes = Some(a.window_mib.max(1) << 20);
+    spec.limiter = limiter(a)?;
+    // A batch never exceeds half the window (or a limiter's piece), so the window bounds
+    // what a cut can cost.
+    let batch_bytes = spec
+        .limiter
+        .as_ref()
+        .map_or(4 << 20, |l| l.piece_len().min(4 << 20))
+        .min((a.window_mib.max(1) << 20) / 2) as usize;
     let mut target = spec.open(repo.vault_id())?;
     let mut cache_key = spec.cache_key();
     if spec.is_remote() {
@@ -72,6 +84,7 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         if a.no_cache { None } else { Some(&mut cache) },
         &Options {
             only,
+            batch_bytes,
             ..Options::default()
         },
         &*counters,
@@ -103,6 +116,20 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// The bandwidth limiter of `--limit` or `--schedule`.
+fn limiter(a: &ReplicateArgs) -> Result<Option<Arc<Limiter>>> {
+    let rates: Arc<dyn RateSource> = if let Some(rate) = &a.limit {
+        let r: Rate = rate.parse().with_context(|| format!("--limit {rate}"))?;
+        Arc::new(Schedule::fixed(r))
+    } else if let Some(f) = &a.schedule {
+        Arc::new(ScheduleSource::open(f.clone())?)
+    } else {
+        return Ok(None);
+    };
+    let clock = Arc::new(SystemClock::new(time::UtcOffset::UTC));
+    Ok(Some(Arc::new(Limiter::new(rates, clock))))
+}
+
 /// The target named by `--to` and the TLS flags.
 pub fn spec_of(
     to: &std::path::Path,
@@ -115,6 +142,8 @@ pub fn spec_of(
         ca: ca.clone(),
         cert: cert.clone(),
         key: key.clone(),
+        window_bytes: None,
+        limiter: None,
     }
 }
 
