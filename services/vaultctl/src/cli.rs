@@ -67,6 +67,9 @@ pub enum Command {
     Stats,
     /// Copy snapshots to a replica directory, sending only the blobs it lacks
     Replicate(ReplicateArgs),
+    /// Replication state written by vault-replicad: lag, last success, last error
+    #[command(subcommand)]
+    Replication(ReplicationCmd),
     /// Remove snapshots, by id or by keep rules (--keep-last, --keep-daily, ...)
     Forget(ForgetArgs),
     /// Delete the packs no snapshot needs any more, while backups keep running
@@ -287,4 +290,11 @@ pub struct GcArgs {
     /// Give up after waiting this many seconds for older sessions (default: wait)
     #[arg(long, value_name = "SECONDS")]
     pub max_wait: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicationCmd {
+    /// How far the target is behind: snapshots pending, the oldest one's age, bytes pending,
+    /// and the last run of vault-replicad (from <vault>/replication/status.json)
+    Status,
 }

@@ -12,7 +12,9 @@ mod dir;
 mod driver;
 mod error;
 mod remote;
+pub mod service;
 mod spec;
+pub mod status;
 mod target;
 pub mod throttle;
 

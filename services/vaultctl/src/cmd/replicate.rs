@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use tiervault_replicate::status::{self, RunStatus};
 use tiervault_replicate::throttle::{
     Limiter, Rate, RateSource, Schedule, ScheduleSource, SystemClock,
 };
@@ -13,7 +14,7 @@ use tiervault_store::Id;
 
 use crate::cli::{Global, ReplicateArgs};
 use crate::open::{open_repo, vault_dir};
-use crate::output::{print_json, size};
+use crate::output::{print_json, rfc3339_ns, size};
 use crate::progress::Ticker;
 use crate::Outcome;
 
@@ -169,4 +170,58 @@ fn resolve_keyless(files: &[tiervault_store::SnapshotFile], spec: &str) -> Resul
         }
         .into()),
     }
+}
+
+/// `vaultctl replication status`.
+pub fn status(g: &Global) -> Result<Outcome> {
+    let repo = open_repo(g)?;
+    let run = RunStatus::load(repo.root());
+    let on_target: std::collections::HashSet<Id> = run
+        .iter()
+        .flat_map(|r| r.on_target.iter())
+        .filter_map(|h| Id::from_hex(h))
+        .collect();
+    let cache = match &run {
+        Some(r) => KnownCache::load(KnownCache::path_for(repo.root(), &r.cache_key)),
+        None => KnownCache::load(repo.root().join("replication").join("none.known")),
+    };
+    let lag = status::lag(&repo, &on_target, &cache)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let age_s = lag.oldest_pending_ns.map(|t| (now - t).max(0) as f64 / 1e9);
+    if g.json {
+        print_json(&json!({
+            "target": run.as_ref().map(|r| r.target.clone()),
+            "last_attempt": run.as_ref().map(|r| rfc3339_ns(r.last_attempt_ns)),
+            "last_success": run.as_ref().and_then(|r| r.last_success_ns).map(rfc3339_ns),
+            "last_error": run.as_ref().and_then(|r| r.last_error.clone()),
+            "pending_snapshots": lag.pending_snapshots,
+            "oldest_pending": lag.oldest_pending_ns.map(rfc3339_ns),
+            "oldest_pending_age_s": age_s,
+            "pending_bytes": lag.pending_bytes,
+        }));
+        return Ok(Outcome::Ok);
+    }
+    match &run {
+        None => println!(
+            "never replicated (no {} yet)",
+            RunStatus::path(repo.root()).display()
+        ),
+        Some(r) => {
+            println!("target:        {}", r.target);
+            println!(
+                "last success:  {}",
+                r.last_success_ns.map_or("never".into(), rfc3339_ns)
+            );
+            if let Some(e) = &r.last_error {
+                println!("last error:    {e} (at {})", rfc3339_ns(r.last_attempt_ns));
+            }
+        }
+    }
+    println!(
+        "pending:       {} snapshot(s), {}{}",
+        lag.pending_snapshots,
+        size(lag.pending_bytes),
+        age_s.map_or(String::new(), |a| format!(", oldest {:.0} s old", a))
+    );
+    Ok(Outcome::Ok)
 }

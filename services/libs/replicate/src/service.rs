@@ -1,0 +1,172 @@
+//! The replication service's loop (`vault-replicad`): catch up at start (so at boot), then
+//! replicate each new snapshot as it is committed; retry after failures; report status.
+//!
+//! Each run opens the vault afresh and closes it after: a long-lived session would keep a
+//! garbage collection waiting (docs/format.md section 10).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tiervault_store::{Id, Repo};
+
+use crate::cache::KnownCache;
+use crate::driver::{replicate, Options, Report};
+use crate::error::Result;
+use crate::spec::TargetSpec;
+use crate::status::RunStatus;
+
+/// `replicad.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServiceConfig {
+    pub version: u32,
+    /// The local vault directory.
+    pub vault: PathBuf,
+    /// `tiervault://HOST[:PORT]` or a replica directory.
+    pub to: String,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// A file with a `[bandwidth]` table (re-read when it changes).
+    #[serde(default)]
+    pub schedule: Option<PathBuf>,
+    /// How often to look for new snapshots.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    /// First wait after a failure (doubles up to 32×).
+    #[serde(default = "default_retry")]
+    pub retry_seconds: u64,
+}
+
+fn default_poll() -> u64 {
+    5
+}
+
+fn default_retry() -> u64 {
+    30
+}
+
+impl ServiceConfig {
+    pub fn parse(text: &str) -> std::result::Result<ServiceConfig, String> {
+        let c: ServiceConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.version != 1 {
+            return Err(format!("unsupported version {} (expected 1)", c.version));
+        }
+        if c.poll_seconds == 0 || c.retry_seconds == 0 {
+            return Err("poll-seconds and retry-seconds must be at least 1".into());
+        }
+        Ok(c)
+    }
+}
+
+/// What the service reports to its supervisor (systemd STATUS=).
+pub trait Notify {
+    fn status(&self, text: &str);
+}
+
+/// Run until `stop` is set.
+pub fn run(cfg: &ServiceConfig, spec: &TargetSpec, stop: &AtomicBool, notify: &dyn Notify) {
+    let mut last_seen: Option<Vec<String>> = None;
+    let mut failures = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let names = snapshot_names(&cfg.vault);
+        let due = last_seen.as_ref() != Some(&names) || failures > 0;
+        if due {
+            match once(cfg, spec) {
+                Ok(r) => {
+                    failures = 0;
+                    last_seen = Some(names);
+                    notify.status(&format!(
+                        "up to date: {} snapshot(s) sent, {} blob(s), {} bytes in the last run",
+                        r.snapshots_sent, r.blobs_sent, r.bytes_sent
+                    ));
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!("replication to {} failed: {e}", spec.to);
+                    notify.status(&format!("retrying after: {e}"));
+                }
+            }
+        }
+        let wait = if failures > 0 {
+            cfg.retry_seconds
+                .saturating_mul(1 << failures.min(5).saturating_sub(1))
+        } else {
+            cfg.poll_seconds
+        };
+        sleep_unless_stopped(Duration::from_secs(wait), stop);
+    }
+}
+
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let end = std::time::Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The snapshot file names (a cheap change detector).
+fn snapshot_names(vault: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(vault.join("snapshots"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// One replication run, with its status recorded.
+pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let mut status = RunStatus::load(&cfg.vault).unwrap_or_default();
+    status.last_attempt_ns = now();
+    let result = (|| -> Result<(Report, String, String, Vec<String>)> {
+        let repo = Repo::open(&cfg.vault, tiervault_store::io::default_io())?;
+        let mut target = spec.open(repo.vault_id())?;
+        let key = if spec.is_remote() {
+            target.describe()
+        } else {
+            spec.cache_key()
+        };
+        let mut cache = KnownCache::load(KnownCache::path_for(repo.root(), &key));
+        let report = replicate(
+            &repo,
+            &mut *target,
+            Some(&mut cache),
+            &Options::default(),
+            &(),
+        )?;
+        let held: HashSet<Id> = target.snapshots()?.into_iter().map(|s| s.id).collect();
+        let mut on: Vec<String> = held.iter().map(Id::hex).collect();
+        on.sort();
+        Ok((report, target.describe(), key, on))
+    })();
+    match result {
+        Ok((report, target, key, on)) => {
+            status.target = target;
+            status.cache_key = key;
+            status.last_success_ns = Some(now());
+            status.last_error = None;
+            status.on_target = on;
+            status.save(&cfg.vault)?;
+            Ok(report)
+        }
+        Err(e) => {
+            status.last_error = Some(e.to_string());
+            if status.target.is_empty() {
+                status.target = spec.to.clone();
+            }
+            let _ = status.save(&cfg.vault);
+            Err(e)
+        }
+    }
+}
