@@ -154,3 +154,94 @@ fn the_remote_learns_no_names_no_contents_and_no_key() {
         }
     }
 }
+
+fn tls_args<'a>(pki: &'a Pki, cert: &'a ClientCert) -> Vec<std::ffi::OsString> {
+    vec![
+        "--ca".into(),
+        pki.ca_pem().into_os_string(),
+        "--cert".into(),
+        cert.cert.clone().into_os_string(),
+        "--key".into(),
+        cert.key.clone().into_os_string(),
+    ]
+}
+
+#[test]
+fn a_lost_vault_is_pulled_back_from_the_remote_and_restores() {
+    let pki = Pki::new();
+    let server = RemoteServer::start(&pki, &[TenantConf::new("acme").retention("30d")]);
+    let url = format!("tiervault://127.0.0.1:{}", server.addr().port());
+    let cert = pki.client("acme");
+    let vault = Vault::new();
+    let src = vault.scratch("src");
+    tree::bulk_files(&src, 300, 500..80_000, 0.5, 31);
+    let first = vault.backup(&[&src]);
+    tree::bulk_files(&src.join("later"), 50, 500..80_000, 0.5, 32);
+    let second = vault.backup(&[&src]);
+    replicate(&vault, &url, &pki, &cert);
+
+    // The appliance's disks are gone: only the key (file) survives.
+    fs::remove_dir_all(&vault.dir).expect("losing the vault");
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["pull".into(), "--from".into(), url.clone().into()];
+    args.extend(tls_args(&pki, &cert));
+    args.extend([
+        "--snapshot".into(),
+        snap_id(&second)[..12].to_string().into(),
+    ]);
+    let pulled = vault.json(0, &args);
+    eprintln!("pulled: {pulled}");
+    assert_eq!(pulled["created"], true);
+    assert_eq!(pulled["snapshots"], 1);
+    let target = vault.scratch("restored");
+    vault.restore(&snap_id(&second), &target);
+    assert_same_tree(&src, &target.join("src"));
+
+    // The rest comes on a second pull, sending only what is missing.
+    let mut args: Vec<std::ffi::OsString> = vec!["pull".into(), "--from".into(), url.into()];
+    args.extend(tls_args(&pki, &cert));
+    let more = vault.json(0, &args);
+    assert_eq!(more["created"], false);
+    assert_eq!(more["snapshots"], 1, "{more}");
+    assert!(
+        more["bytes"].as_u64().unwrap_or(u64::MAX) < pulled["bytes"].as_u64().unwrap_or(0),
+        "the second pull re-fetched shared blobs: {more} vs {pulled}"
+    );
+    vault.expect(0, ["verify"]);
+    assert_eq!(vault.snapshots().len(), 2);
+    let _ = first;
+}
+
+#[test]
+fn the_remote_replicates_a_tenant_on_to_a_secondary_vault_without_the_key() {
+    let pki = Pki::new();
+    let primary = RemoteServer::start(&pki, &[TenantConf::new("acme")]);
+    let secondary = RemoteServer::start(&pki, &[TenantConf::new("acme")]);
+    let cert = pki.client("acme");
+    let vault = Vault::new();
+    let src = vault.scratch("src");
+    tree::bulk_files(&src, 200, 500..60_000, 0.5, 41);
+    let snap = vault.backup(&[&src]);
+    let url1 = format!("tiervault://127.0.0.1:{}", primary.addr().port());
+    replicate(&vault, &url1, &pki, &cert);
+
+    // On the primary, without any key: the tenant's directory is the source.
+    let url2 = format!("tiervault://127.0.0.1:{}", secondary.addr().port());
+    let mut cmd = std::process::Command::new(common::vaultctl());
+    cmd.arg("--vault")
+        .arg(primary.tenant_dir("acme"))
+        .args(["--json", "replicate", "--to", &url2])
+        .args(tls_args(&pki, &cert))
+        .env_remove("VAULT_PASSPHRASE");
+    let out = cmd.output().expect("vaultctl");
+    assert!(
+        out.status.success(),
+        "chained replication: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = vault.scratch("restored");
+    let copy = vault.at(secondary.tenant_dir("acme"));
+    copy.expect(0, ["verify"]);
+    copy.restore(&snap_id(&snap), &target);
+    assert_same_tree(&src, &target.join("src"));
+}

@@ -185,6 +185,22 @@ impl Conn {
                 ),
             });
         }
+        let writes = matches!(
+            msg,
+            Message::PutVaultMeta { .. }
+                | Message::PutBlobs { .. }
+                | Message::PutSnapshot { .. }
+                | Message::Forget { .. }
+        );
+        if writes && self.greeted == Some([0u8; 32]) {
+            return Some(err(
+                ErrorCode::Unauthorized,
+                format!(
+                    "{} refused: a session without a vault id (restore) is read-only",
+                    msg.type_name()
+                ),
+            ));
+        }
         Some(match msg {
             Message::PutVaultMeta { config, keys } => self.put_meta(config, keys),
             Message::GetVaultMeta => match &self.repo {
@@ -243,8 +259,11 @@ impl Conn {
         if let Err(m) = self.open_repo() {
             return m;
         }
+        // An all-zero vault id: an appliance that lost its vault and wants it back. It may
+        // read the tenant's vault but not change it.
+        let reader = vault_id == [0u8; 32];
         if let Some((r, _)) = &self.repo {
-            if r.vault_id() != vault_id {
+            if r.vault_id() != vault_id && !reader {
                 tracing::warn!(tenant = %self.tenant, peer = %self.peer, "refused: another vault than the tenant's");
                 return err(
                     ErrorCode::DifferentVault,

@@ -67,6 +67,9 @@ pub enum Command {
     Stats,
     /// Copy snapshots to a replica directory, sending only the blobs it lacks
     Replicate(ReplicateArgs),
+    /// Recreate the vault (or add missing snapshots to it) from the remote vault, e.g. after
+    /// losing it entirely; then restore from it as usual
+    Pull(PullArgs),
     /// Replication state written by vault-replicad: lag, last success, last error
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -297,4 +300,23 @@ pub enum ReplicationCmd {
     /// How far the target is behind: snapshots pending, the oldest one's age, bytes pending,
     /// and the last run of vault-replicad (from <vault>/replication/status.json)
     Status,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The remote vault: tiervault://HOST[:PORT]
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// CA certificate (PEM) that issued the remote vault's certificate
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
+    pub ca: PathBuf,
+    /// This appliance's client certificate (PEM), bound to its tenant
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
+    pub cert: PathBuf,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
+    pub key: PathBuf,
+    /// Pull only snapshots whose id starts with this (repeatable; default: all)
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Vec<String>,
 }

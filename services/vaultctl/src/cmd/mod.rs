@@ -27,6 +27,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Verify(a) => verify::run(g, a),
         Command::Stats => browse::stats(g),
         Command::Replicate(a) => replicate::run(g, a),
+        Command::Pull(a) => replicate::pull(g, a),
         Command::Replication(crate::cli::ReplicationCmd::Status) => replicate::status(g),
         Command::Forget(a) => gc::forget(g, a),
         Command::Gc(a) => gc::gc(g, a),

@@ -12,7 +12,7 @@ use tiervault_replicate::throttle::{
 use tiervault_replicate::{replicate, KnownCache, Options, Progress, TargetSpec};
 use tiervault_store::Id;
 
-use crate::cli::{Global, ReplicateArgs};
+use crate::cli::{Global, PullArgs, ReplicateArgs};
 use crate::open::{open_repo, vault_dir};
 use crate::output::{print_json, rfc3339_ns, size};
 use crate::progress::Ticker;
@@ -223,5 +223,37 @@ pub fn status(g: &Global) -> Result<Outcome> {
         size(lag.pending_bytes),
         age_s.map_or(String::new(), |a| format!(", oldest {:.0} s old", a))
     );
+    Ok(Outcome::Ok)
+}
+
+/// `vaultctl pull`.
+pub fn pull(g: &Global, a: &PullArgs) -> Result<Outcome> {
+    let dir = vault_dir(g);
+    let opts = tiervault_replicate::RemoteOptions::new(
+        &a.from,
+        a.ca.clone(),
+        a.cert.clone(),
+        a.key.clone(),
+    );
+    let r = tiervault_replicate::pull(&opts, &dir, &a.snapshot)
+        .with_context(|| format!("pulling from {} into {}", a.from, dir.display()))?;
+    if g.json {
+        print_json(&json!({
+            "vault": dir.display().to_string(),
+            "created": r.created,
+            "snapshots": r.snapshots,
+            "blobs": r.blobs,
+            "bytes": r.bytes,
+        }));
+    } else if !g.quiet {
+        println!(
+            "{} {}: pulled {} snapshot(s), {} blobs, {}",
+            if r.created { "created" } else { "updated" },
+            dir.display(),
+            r.snapshots,
+            r.blobs,
+            size(r.bytes)
+        );
+    }
     Ok(Outcome::Ok)
 }
