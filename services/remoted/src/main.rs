@@ -41,6 +41,16 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Ingest a transfer drive (made with `vaultctl export`) into a tenant's vault
+    Import {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// The export directory
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
     /// Collect garbage in a tenant's vault (safe while appliances replicate)
     Gc {
         #[arg(long, value_name = "FILE")]
@@ -133,6 +143,35 @@ fn run(cli: Cli) -> Result<()> {
             }
             gc::forget(&repo, &[id])?;
             println!("forgot {snapshot} of tenant {tenant}");
+            Ok(())
+        }
+        Cmd::Import {
+            config,
+            tenant,
+            from,
+        } => {
+            let cfg = Config::load(&config)?;
+            Tenant::parse(&tenant)?;
+            if !cfg.tenants.contains_key(&tenant) {
+                bail!("tenant {tenant} is not configured in {}", config.display());
+            }
+            let io = tiervault_store::io::default_io();
+            let src = Repo::open(&from, io.clone())
+                .with_context(|| format!("export directory {}", from.display()))?;
+            let dir = cfg.tenant_dir(&tenant);
+            let dst = if dir.join("config").exists() {
+                Repo::open(&dir, io)?
+            } else {
+                Repo::create_replica(&dir, &src.config_bytes()?, src.key_file_bytes()?, io)?
+            };
+            let r = tiervault_replicate::transfer::import(&src, &dst)?;
+            println!(
+                "imported {} snapshot(s), {} new blobs ({} bytes), {} already present into tenant {tenant}",
+                r.snapshots, r.blobs_stored, r.bytes, r.blobs_present
+            );
+            for (id, why) in &r.skipped {
+                eprintln!("skipped snapshot {id}: {why}");
+            }
             Ok(())
         }
         Cmd::Gc { config, tenant } => {

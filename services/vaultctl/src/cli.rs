@@ -70,6 +70,11 @@ pub enum Command {
     /// Recreate the vault (or add missing snapshots to it) from the remote vault, e.g. after
     /// losing it entirely; then restore from it as usual
     Pull(PullArgs),
+    /// Write snapshots to a directory (a transfer drive): everything, or with --lacking-on only
+    /// the blobs and snapshots a remote lacks (import it there with `vault-remoted import`)
+    Export(ExportArgs),
+    /// Ingest an export directory (e.g. a transfer drive shipped from the remote) into this vault
+    Import(ImportArgs),
     /// Replication state written by vault-replicad: lag, last success, last error
     #[command(subcommand)]
     Replication(ReplicationCmd),
@@ -319,4 +324,30 @@ pub struct PullArgs {
     /// Pull only snapshots whose id starts with this (repeatable; default: all)
     #[arg(long, value_name = "ID")]
     pub snapshot: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Directory to write (created; or an earlier export of this vault to add to)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Export only what this remote vault (tiervault://HOST[:PORT]) lacks
+    #[arg(long, value_name = "URL")]
+    pub lacking_on: Option<String>,
+    /// CA certificate (PEM) of the remote vault, for --lacking-on
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for --lacking-on
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM), for --lacking-on
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export directory
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
 }

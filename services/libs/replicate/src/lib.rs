@@ -18,6 +18,7 @@ mod spec;
 pub mod status;
 mod target;
 pub mod throttle;
+pub mod transfer;
 
 pub use cache::KnownCache;
 pub use dir::DirTarget;

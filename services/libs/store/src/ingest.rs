@@ -142,6 +142,23 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// Write a snapshot file into a *transfer* directory (an export for a transfer drive),
+    /// which by design lacks the blobs the remote already holds: no completeness check.
+    /// Never use this on a vault: the check is what keeps a vault consistent.
+    pub fn put_partial_snapshot(&mut self, repo: &Repo, id: &Id, file: &[u8]) -> Result<()> {
+        if Id::digest(file) != *id {
+            return Err(Error::CorruptSnapshot {
+                name: id.hex(),
+                reason: "content does not match its id".into(),
+            });
+        }
+        self.flush(repo)?;
+        let dest = repo.root().join("snapshots").join(id.hex());
+        let tmp = repo.root().join("tmp").join(format!("snap-{}", id.hex()));
+        crate::io::write_atomic(&**repo.io(), &tmp, &dest, file.to_vec())
+            .ctx("writing snapshot", &dest)
+    }
+
     /// Commit a received snapshot file: every blob it references must be durable and indexed
     /// here first (format.md 9), so a snapshot is either complete on this side or absent.
     pub fn put_snapshot(&mut self, repo: &Repo, id: &Id, file: &[u8]) -> Result<()> {

@@ -28,6 +28,8 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Stats => browse::stats(g),
         Command::Replicate(a) => replicate::run(g, a),
         Command::Pull(a) => replicate::pull(g, a),
+        Command::Export(a) => replicate::export(g, a),
+        Command::Import(a) => replicate::import(g, a),
         Command::Replication(crate::cli::ReplicationCmd::Status) => replicate::status(g),
         Command::Forget(a) => gc::forget(g, a),
         Command::Gc(a) => gc::gc(g, a),

@@ -12,7 +12,7 @@ use tiervault_replicate::throttle::{
 use tiervault_replicate::{replicate, KnownCache, Options, Progress, TargetSpec};
 use tiervault_store::Id;
 
-use crate::cli::{Global, PullArgs, ReplicateArgs};
+use crate::cli::{ExportArgs, Global, ImportArgs, PullArgs, ReplicateArgs};
 use crate::open::{open_repo, vault_dir};
 use crate::output::{print_json, rfc3339_ns, size};
 use crate::progress::Ticker;
@@ -256,4 +256,71 @@ pub fn pull(g: &Global, a: &PullArgs) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// `vaultctl export`.
+pub fn export(g: &Global, a: &ExportArgs) -> Result<Outcome> {
+    let repo = open_repo(g)?;
+    let spec = a
+        .lacking_on
+        .as_ref()
+        .map(|url| spec_of(std::path::Path::new(url), &a.ca, &a.cert, &a.key));
+    let r = tiervault_replicate::transfer::export(&repo, &a.to, spec.as_ref())
+        .with_context(|| format!("exporting to {}", a.to.display()))?;
+    if g.json {
+        print_json(&json!({
+            "to": a.to.display().to_string(),
+            "partial": spec.is_some(),
+            "snapshots": r.snapshots_sent,
+            "blobs": r.blobs_sent,
+            "bytes": r.bytes_sent,
+        }));
+    } else if !g.quiet {
+        println!(
+            "exported {} snapshot(s), {} blobs, {} to {}{}",
+            r.snapshots_sent,
+            r.blobs_sent,
+            size(r.bytes_sent),
+            a.to.display(),
+            if spec.is_some() {
+                " (only what the remote lacks)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `vaultctl import`.
+pub fn import(g: &Global, a: &ImportArgs) -> Result<Outcome> {
+    let repo = open_repo(g)?;
+    let from = tiervault_store::Repo::open(&a.from, tiervault_store::io::default_io())
+        .with_context(|| format!("export directory {}", a.from.display()))?;
+    let r = tiervault_replicate::transfer::import(&from, &repo)?;
+    if g.json {
+        print_json(&json!({
+            "snapshots": r.snapshots,
+            "blobs_stored": r.blobs_stored,
+            "blobs_present": r.blobs_present,
+            "bytes": r.bytes,
+            "skipped": r.skipped.iter().map(|(id, why)| json!({"id": id, "reason": why})).collect::<Vec<_>>(),
+        }));
+    } else if !g.quiet {
+        println!(
+            "imported {} snapshot(s), {} new blobs ({}), {} already present",
+            r.snapshots,
+            r.blobs_stored,
+            size(r.bytes),
+            r.blobs_present
+        );
+        for (id, why) in &r.skipped {
+            eprintln!("skipped snapshot {id}: {why}");
+        }
+    }
+    Ok(if r.skipped.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Warnings
+    })
 }
