@@ -245,3 +245,59 @@ fn the_remote_replicates_a_tenant_on_to_a_secondary_vault_without_the_key() {
     copy.restore(&snap_id(&snap), &target);
     assert_same_tree(&src, &target.join("src"));
 }
+
+#[test]
+fn the_remote_applies_its_own_keep_rules_without_keys_but_never_inside_the_lock() {
+    let pki = Pki::new();
+    let server = RemoteServer::start(
+        &pki,
+        &[
+            TenantConf::new("acme").keep("last = 1"),
+            TenantConf::new("globex").keep("last = 1").retention("30d"),
+        ],
+    );
+    let url = format!("tiervault://127.0.0.1:{}", server.addr().port());
+    for tenant in ["acme", "globex"] {
+        let cert = pki.client(tenant);
+        let vault = Vault::new();
+        let src = vault.scratch("src");
+        let mut last = None;
+        for round in 0..3u64 {
+            tree::bulk_files(
+                &src.join(format!("r{round}")),
+                40,
+                500..30_000,
+                0.5,
+                60 + round,
+            );
+            last = Some(vault.backup(&[&src]));
+        }
+        replicate(&vault, &url, &pki, &cert);
+        let out = server.operator("prune", &["--tenant", tenant]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "prune {tenant}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let forgotten = text.lines().filter(|l| l.starts_with("forgot")).count();
+        let left = fs::read_dir(server.tenant_dir(tenant).join("snapshots"))
+            .expect("snapshots")
+            .count();
+        eprintln!("{tenant}: forgot {forgotten}, {left} left");
+        if tenant == "acme" {
+            assert_eq!((forgotten, left), (2, 1));
+            let remote = vault.at(server.tenant_dir(tenant));
+            remote.expect(0, ["verify"]);
+            let target = vault.scratch("restored");
+            remote.restore(&snap_id(last.as_ref().expect("a backup")), &target);
+            assert_same_tree(&src, &target.join("src"));
+        } else {
+            assert_eq!(
+                (forgotten, left),
+                (0, 3),
+                "retention-locked snapshots were forgotten"
+            );
+        }
+    }
+}

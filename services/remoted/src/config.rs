@@ -11,6 +11,7 @@
 //! [tenants.acme]
 //! retention = "30d"        # replicated snapshots cannot be forgotten by the appliance before this age
 //! quota-bytes = 0          # 0: unlimited
+//! keep = { daily = 30, monthly = 24 }   # the remote's own rules for `vault-remoted prune`
 //! ```
 //! Relative paths are relative to the config file's directory.
 
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tiervault_store::retention::parse_duration;
+use tiervault_store::retention::{parse_duration, KeepPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +59,9 @@ struct RawTenant {
     retention: Option<String>,
     #[serde(default)]
     quota_bytes: u64,
+    /// The remote's own keep rules (`vault-remoted prune`), e.g. `{ daily = 30, monthly = 24 }`.
+    #[serde(default)]
+    keep: Option<KeepPolicy>,
 }
 
 /// A tenant's policy on the remote side.
@@ -67,6 +71,8 @@ pub struct TenantPolicy {
     pub retention_ns: i64,
     /// Stored bytes allowed (0: unlimited).
     pub quota_bytes: u64,
+    /// Keep rules the remote applies by itself, without keys (None: keep everything).
+    pub keep: Option<KeepPolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +128,7 @@ impl Config {
                 TenantPolicy {
                     retention_ns,
                     quota_bytes: t.quota_bytes,
+                    keep: t.keep,
                 },
             );
         }

@@ -41,6 +41,17 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Apply the tenant's keep rules (config `keep`) without any key, never forgetting a
+    /// retention-locked snapshot, then collect garbage
+    Prune {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// Show what would be forgotten; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Ingest a transfer drive (made with `vaultctl export`) into a tenant's vault
     Import {
         #[arg(long, value_name = "FILE")]
@@ -143,6 +154,51 @@ fn run(cli: Cli) -> Result<()> {
             }
             gc::forget(&repo, &[id])?;
             println!("forgot {snapshot} of tenant {tenant}");
+            Ok(())
+        }
+        Cmd::Prune {
+            config,
+            tenant,
+            dry_run,
+        } => {
+            let cfg = Config::load(&config)?;
+            let repo = tenant_repo(&cfg, &tenant)?;
+            let policy = cfg
+                .tenants
+                .get(&tenant)
+                .with_context(|| format!("tenant {tenant} is not configured"))?;
+            let Some(keep) = &policy.keep else {
+                bail!(
+                    "tenant {tenant} has no keep rules (keep = {{ ... }}) in {}",
+                    config.display()
+                );
+            };
+            let (files, _) = repo.snapshot_files()?;
+            let times: Vec<i64> = files.iter().map(|f| f.header.time_ns).collect();
+            let verdicts = tiervault_store::retention::plan(&times, keep)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+            let forget: Vec<Id> = files
+                .iter()
+                .zip(verdicts)
+                .filter(|(f, v)| {
+                    !v.keep && f.header.time_ns.saturating_add(policy.retention_ns) <= now
+                })
+                .map(|(f, _)| f.id)
+                .collect();
+            for id in &forget {
+                println!(
+                    "{} {}",
+                    if dry_run { "would forget" } else { "forgot" },
+                    id.hex()
+                );
+            }
+            if !dry_run && !forget.is_empty() {
+                gc::forget(&repo, &forget)?;
+                let r = gc::collect(&repo, &gc::GcOptions::default(), &|s: &str| {
+                    eprintln!("gc: {s}")
+                })?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
             Ok(())
         }
         Cmd::Import {

@@ -247,6 +247,8 @@ pub struct TenantConf {
     pub retention: Option<String>,
     /// `quota-bytes`; 0 = unlimited.
     pub quota_bytes: u64,
+    /// `keep = { … }` (TOML inline table body, e.g. `"last = 1"`), for `vault-remoted prune`.
+    pub keep: Option<String>,
 }
 
 impl TenantConf {
@@ -256,7 +258,13 @@ impl TenantConf {
             name: name.to_owned(),
             retention: None,
             quota_bytes: 0,
+            keep: None,
         }
+    }
+
+    pub fn keep(mut self, rules: &str) -> TenantConf {
+        self.keep = Some(rules.to_owned());
+        self
     }
 
     pub fn retention(mut self, r: &str) -> TenantConf {
@@ -318,6 +326,9 @@ impl RemoteServer {
                 let _ = writeln!(text, "retention = \"{r}\"");
             }
             let _ = writeln!(text, "quota-bytes = {}", t.quota_bytes);
+            if let Some(k) = &t.keep {
+                let _ = writeln!(text, "keep = {{ {k} }}");
+            }
         }
         let config = dir.join("remoted.toml");
         fs::write(&config, text).expect("writing the server config");
