@@ -24,9 +24,10 @@
 //!   bench, compiled in the bench profile, otherwise builds both with `cargo build --release`).
 //!
 //! Setup (once): a PKI and one server with four fresh tenants per run; a vault (key file) with
-//! two snapshots: v1 = a copy of the tree, v2 = the same copy with every 33rd file (sorted
-//! paths) rewritten with new content of the same size (~3 %); a second vault with a subset of
-//! the tree (every k-th file, ~`REPL_BENCH_LIMITED_MB` MB).
+//! two snapshots: v1 = a copy of the tree (hard links), v2 = the same copy with every 33rd file
+//! (sorted paths) replaced by new content of the same size (~3 %); a second vault with a subset
+//! of the tree (every k-th file, ~`REPL_BENCH_LIMITED_MB` MB). The source tree is never
+//! written.
 //!
 //! Each run, each step a separate `vaultctl replicate --json` to a tenant that starts empty:
 //! 1. first full replication of v1 (`--snapshot V1`) through a counting proxy (no delay);
@@ -40,7 +41,10 @@
 //! MB/s = stored (compressed, encrypted) bytes the replicator sent (`bytes_sent`) ÷ wall time;
 //! wire = bytes the proxy delivered both ways (TLS and framing included); steady = wire bytes
 //! up ÷ time between 10 % and 90 % of them (sampled every 5 ms), i.e. without the start and
-//! the final round trips. MB = 10^6 bytes.
+//! the final round trips, which the whole-command figures include (about 7 round trips: TLS,
+//! Hello, vault meta, snapshot list, Have, the last acks, PutSnapshot). CPU: user + system
+//! seconds of vaultctl, vault-remoted and this process (the proxy) during each step, from
+//! /proc. MB = 10^6 bytes.
 
 // Each bench or test binary uses only part of the shared helpers.
 #![allow(dead_code)]
@@ -252,6 +256,33 @@ fn tree_stats(root: &Path) -> TreeStats {
     st
 }
 
+/// Hard-links (or copies, across file systems) `file` to `dst`.
+fn link_or_copy(file: &Path, dst: &Path) {
+    if fs::hard_link(file, dst).is_err() {
+        fs::copy(file, dst)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", file.display(), dst.display()));
+    }
+}
+
+/// A copy of the tree `from` at `to` made of hard links (copies across file systems):
+/// directories and symlinks are made anew, regular files linked. The source is never written:
+/// [`edit_v2`] replaces files by renaming new ones over them.
+fn link_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    fsx::walk(from, &mut |path, md| {
+        let dst = to.join(path.strip_prefix(from).expect("below the tree"));
+        if md.is_dir() {
+            fs::create_dir(&dst).unwrap_or_else(|e| panic!("creating {}: {e}", dst.display()));
+        } else if md.is_file() {
+            link_or_copy(path, &dst);
+        } else if md.is_symlink() {
+            let target = fs::read_link(path).expect("reading a symlink");
+            std::os::unix::fs::symlink(target, &dst)
+                .unwrap_or_else(|e| panic!("creating the symlink {}: {e}", dst.display()));
+        }
+    });
+}
+
 /// Hard-links (or copies, across file systems) every `stride`-th regular file of `from` into
 /// `to`, same relative paths.
 fn link_subset(from: &Path, to: &Path, stride: usize) -> TreeStats {
@@ -264,10 +295,7 @@ fn link_subset(from: &Path, to: &Path, stride: usize) -> TreeStats {
         let dst = to.join(rel);
         fs::create_dir_all(dst.parent().expect("a parent"))
             .unwrap_or_else(|e| panic!("creating the parent of {}: {e}", dst.display()));
-        if fs::hard_link(f, &dst).is_err() {
-            fs::copy(f, &dst)
-                .unwrap_or_else(|e| panic!("copying {} to {}: {e}", f.display(), dst.display()));
-        }
+        link_or_copy(f, &dst);
         st.files += 1;
         st.bytes += fs::metadata(&dst).expect("stat of a subset file").len();
     }
@@ -275,7 +303,8 @@ fn link_subset(from: &Path, to: &Path, stride: usize) -> TreeStats {
 }
 
 /// The v2 edit: rewrites every [`EDIT_EVERY`]-th file (sorted paths) with new content of the
-/// same size. Returns (files, bytes) rewritten.
+/// same size, written to a new file renamed over the old one (whose inode may be shared with
+/// the pristine tree). Returns (files, bytes) rewritten.
 fn edit_v2(root: &Path) -> TreeStats {
     let mut st = TreeStats::default();
     for (i, path) in fsx::files_under(root).iter().enumerate() {
@@ -288,7 +317,10 @@ fn edit_v2(root: &Path) -> TreeStats {
             usize::try_from(size).expect("fits"),
             0.4,
         );
-        fs::write(path, data).unwrap_or_else(|e| panic!("rewriting {}: {e}", path.display()));
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".v2-edit");
+        fs::write(&tmp, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        fs::rename(&tmp, path).unwrap_or_else(|e| panic!("replacing {}: {e}", path.display()));
         st.files += 1;
         st.bytes += size;
     }
@@ -332,6 +364,11 @@ struct Measured {
     wire_down: Option<u64>,
     steady_up_mbps: Option<f64>,
     remote_added: u64,
+    /// CPU seconds (user + system) of the vaultctl child, of the server and of this process
+    /// (the proxy's threads; the 5 ms sampler is negligible) during the step.
+    client_cpu_s: f64,
+    server_cpu_s: Option<f64>,
+    proxy_cpu_s: f64,
 }
 
 impl Measured {
@@ -369,6 +406,9 @@ impl Measured {
             "wire_over_reference_stored": self.wire_ratio(),
             "steady_wire_up_mbps": self.steady_up_mbps,
             "remote_bytes_added": self.remote_added,
+            "client_cpu_s": self.client_cpu_s,
+            "server_cpu_s": self.server_cpu_s,
+            "proxy_cpu_s": self.proxy_cpu_s,
         })
     }
 }
@@ -421,6 +461,8 @@ fn replicate(step: &Step<'_>) -> Measured {
     if let Some(p) = step.proxy {
         p.reset_counts();
     }
+    let cpu_before = self_cpu();
+    let server_before = server_cpu();
     let mut cmd = step.vault.command(&args);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
@@ -440,6 +482,8 @@ fn replicate(step: &Step<'_>) -> Measured {
         stop.store(true, Ordering::Relaxed);
         (out, wall, sampler.join().expect("the sampler thread"))
     });
+    let cpu_after = self_cpu();
+    let server_after = server_cpu();
     let out = out.unwrap_or_else(|e| panic!("spawning {what}: {e}"));
     check_exit(&out, 0, &what);
     let report = json_of(&out, &what);
@@ -461,7 +505,67 @@ fn replicate(step: &Step<'_>) -> Measured {
         wire_down,
         steady_up_mbps: wire_up.and_then(|up| steady_rate(&samples, up)),
         remote_added: dir_bytes(&step.tenant_dir).saturating_sub(remote_before),
+        client_cpu_s: cpu_after.children - cpu_before.children,
+        server_cpu_s: server_before.zip(server_after).map(|(b, a)| a - b),
+        proxy_cpu_s: cpu_after.own - cpu_before.own,
     }
+}
+
+/// `/proc` reports CPU times in USER_HZ ticks, 100 per second on Linux whatever the kernel's HZ.
+const USER_HZ: f64 = 100.0;
+
+/// The fields of `/proc/PID/stat` after the command name (field 3, the state, is index 0).
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn ticks(fields: &[String], index: usize) -> f64 {
+    fields
+        .get(index)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0.0, |t| t as f64 / USER_HZ)
+}
+
+#[derive(Clone, Copy)]
+struct SelfCpu {
+    /// utime + stime of this process (every thread).
+    own: f64,
+    /// cutime + cstime: children waited for.
+    children: f64,
+}
+
+fn self_cpu() -> SelfCpu {
+    let f = stat_fields("self").unwrap_or_default();
+    SelfCpu {
+        own: ticks(&f, 11) + ticks(&f, 12),
+        children: ticks(&f, 13) + ticks(&f, 14),
+    }
+}
+
+/// utime + stime of our `vault-remoted` child (found by parent pid and name).
+fn server_cpu() -> Option<f64> {
+    let me = std::process::id().to_string();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "vault-remoted" {
+            continue;
+        }
+        if let Some(f) = stat_fields(pid) {
+            if f.get(1) == Some(&me) {
+                return Some(ticks(&f, 11) + ticks(&f, 12));
+            }
+        }
+    }
+    None
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -539,6 +643,9 @@ struct Medians {
     wire: Option<f64>,
     wire_ratio: Option<f64>,
     steady: Option<f64>,
+    client_cpu_s: f64,
+    server_cpu_s: Option<f64>,
+    proxy_cpu_s: f64,
 }
 
 impl Medians {
@@ -555,6 +662,9 @@ impl Medians {
             wire: mo(&|x| x.wire().map(|w| w as f64)),
             wire_ratio: mo(&|x| x.wire_ratio()),
             steady: mo(&|x| x.steady_up_mbps),
+            client_cpu_s: m(&|x| x.client_cpu_s),
+            server_cpu_s: mo(&|x| x.server_cpu_s),
+            proxy_cpu_s: m(&|x| x.proxy_cpu_s),
         }
     }
 
@@ -568,6 +678,9 @@ impl Medians {
             "wire_bytes": self.wire,
             "wire_over_reference_stored": self.wire_ratio,
             "steady_wire_up_mbps": self.steady,
+            "client_cpu_s": self.client_cpu_s,
+            "server_cpu_s": self.server_cpu_s,
+            "proxy_cpu_s": self.proxy_cpu_s,
         })
     }
 }
@@ -731,14 +844,8 @@ fn bench(cfg: &Config) -> Value {
     // The main vault: v1 = a copy of the tree, v2 = the copy edited.
     let vault = Vault::new();
     let src = vault.scratch("src");
-    eprintln!("[setup] copying the tree to {} …", src.display());
-    let cp = Command::new("cp")
-        .arg("-a")
-        .arg(&tree_dir)
-        .arg(&src)
-        .output()
-        .expect("running cp -a");
-    check_exit(&cp, 0, "cp -a TREE SRC");
+    eprintln!("[setup] linking the tree to {} …", src.display());
+    link_tree(&tree_dir, &src);
     eprintln!("[setup] backing up v1 …");
     let (v1, v1_backup_s) = backup_timed(&vault, &src);
     let v1_id = snap_id(&v1);
@@ -926,6 +1033,9 @@ fn bench(cfg: &Config) -> Value {
     out.push_str(HEADER);
     let labels = Run::default().steps().map(|(key, label, _)| (key, label));
     let mut median_json = serde_json::Map::new();
+    let mut cpu = String::from(
+        "\n### CPU seconds during each step (medians; user + system)\n\n| step | wall s | vaultctl | vault-remoted | proxy | cores busy |\n|---|---:|---:|---:|---:|---:|\n",
+    );
     for (k, (key, label)) in labels.iter().enumerate() {
         let ms: Vec<&Measured> = runs.iter().map(|r| r.steps()[k].2).collect();
         let m = Medians::of(&ms);
@@ -942,7 +1052,17 @@ fn bench(cfg: &Config) -> Value {
             m.steady,
         );
         median_json.insert((*key).to_owned(), m.to_json());
+        let busy = (m.client_cpu_s + m.server_cpu_s.unwrap_or(0.0) + m.proxy_cpu_s) / m.wall_s;
+        let _ = writeln!(
+            cpu,
+            "| {label} | {:.2} | {:.2} | {} | {:.2} | {busy:.2} |",
+            m.wall_s,
+            m.client_cpu_s,
+            opt(m.server_cpu_s, |c| format!("{c:.2}")),
+            m.proxy_cpu_s,
+        );
     }
+    out.push_str(&cpu);
     let ratio = median(runs.iter().map(Run::delayed_ratio).collect());
     let steady_ratio = median_opt(runs.iter().map(Run::steady_ratio).collect());
     let full_m = Medians::of(&runs.iter().map(|r| &r.full).collect::<Vec<_>>());
@@ -1035,6 +1155,7 @@ fn bench(cfg: &Config) -> Value {
             "wire_over_reference_stored: wire bytes / reference_stored_bytes (the replicated snapshots' summary.stored_bytes)",
             "steady_wire_up_mbps: wire bytes up between 10 % and 90 % of the total / the time between them (5 ms sampling)",
             "medians: each figure's median over the runs, separately",
+            "*_cpu_s: user + system CPU seconds during the step, from /proc (10 ms resolution): the vaultctl child, the vault-remoted server, this process (the proxy's threads)",
         ],
         "dataset": {
             "tree": tree_dir,

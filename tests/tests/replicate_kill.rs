@@ -20,23 +20,19 @@ const WINDOW_MIB: u64 = 1;
 const LIMIT: &str = "20MB/s";
 
 fn spawn(vault: &Vault, url: &str, pki: &Pki, cert: &ClientCert) -> Child {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--json".into(),
+        "replicate".into(),
+        "--to".into(),
+        url.into(),
+        "--window-mib".into(),
+        WINDOW_MIB.to_string().into(),
+        "--limit".into(),
+        LIMIT.into(),
+    ];
+    args.extend(cert.tls_args(pki));
     vault
-        .command([
-            "--json".as_ref(),
-            "replicate".as_ref(),
-            "--to".as_ref(),
-            url.as_ref(),
-            "--ca".as_ref(),
-            pki.ca_pem().as_os_str(),
-            "--cert".as_ref(),
-            cert.cert.as_os_str(),
-            "--key".as_ref(),
-            cert.key.as_os_str(),
-            "--window-mib".as_ref(),
-            WINDOW_MIB.to_string().as_ref(),
-            "--limit".as_ref(),
-            LIMIT.as_ref(),
-        ])
+        .command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

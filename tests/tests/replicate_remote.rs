@@ -13,20 +13,9 @@ use common::{assert_same_tree, gen, tree, Vault};
 use tiervault_e2e::proxy::{Proxy, ProxyOptions};
 
 fn replicate(vault: &Vault, url: &str, pki: &Pki, cert: &ClientCert) -> serde_json::Value {
-    vault.json(
-        0,
-        [
-            "replicate".as_ref(),
-            "--to".as_ref(),
-            url.as_ref(),
-            "--ca".as_ref(),
-            pki.ca_pem().as_os_str(),
-            "--cert".as_ref(),
-            cert.cert.as_os_str(),
-            "--key".as_ref(),
-            cert.key.as_os_str(),
-        ],
-    )
+    let mut args: Vec<std::ffi::OsString> = vec!["replicate".into(), "--to".into(), url.into()];
+    args.extend(cert.tls_args(pki));
+    vault.json(0, &args)
 }
 
 fn u(v: &serde_json::Value, f: &str) -> u64 {
@@ -155,17 +144,6 @@ fn the_remote_learns_no_names_no_contents_and_no_key() {
     }
 }
 
-fn tls_args<'a>(pki: &'a Pki, cert: &'a ClientCert) -> Vec<std::ffi::OsString> {
-    vec![
-        "--ca".into(),
-        pki.ca_pem().into_os_string(),
-        "--cert".into(),
-        cert.cert.clone().into_os_string(),
-        "--key".into(),
-        cert.key.clone().into_os_string(),
-    ]
-}
-
 #[test]
 fn a_lost_vault_is_pulled_back_from_the_remote_and_restores() {
     let pki = Pki::new();
@@ -184,7 +162,7 @@ fn a_lost_vault_is_pulled_back_from_the_remote_and_restores() {
     fs::remove_dir_all(&vault.dir).expect("losing the vault");
     let mut args: Vec<std::ffi::OsString> =
         vec!["pull".into(), "--from".into(), url.clone().into()];
-    args.extend(tls_args(&pki, &cert));
+    args.extend(cert.tls_args(&pki));
     args.extend([
         "--snapshot".into(),
         snap_id(&second)[..12].to_string().into(),
@@ -199,7 +177,7 @@ fn a_lost_vault_is_pulled_back_from_the_remote_and_restores() {
 
     // The rest comes on a second pull, sending only what is missing.
     let mut args: Vec<std::ffi::OsString> = vec!["pull".into(), "--from".into(), url.into()];
-    args.extend(tls_args(&pki, &cert));
+    args.extend(cert.tls_args(&pki));
     let more = vault.json(0, &args);
     assert_eq!(more["created"], false);
     assert_eq!(more["snapshots"], 1, "{more}");
@@ -231,7 +209,7 @@ fn the_remote_replicates_a_tenant_on_to_a_secondary_vault_without_the_key() {
     cmd.arg("--vault")
         .arg(primary.tenant_dir("acme"))
         .args(["--json", "replicate", "--to", &url2])
-        .args(tls_args(&pki, &cert))
+        .args(cert.tls_args(&pki))
         .env_remove("VAULT_PASSPHRASE");
     let out = cmd.output().expect("vaultctl");
     assert!(

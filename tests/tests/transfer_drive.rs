@@ -13,16 +13,7 @@ fn a_drive_carries_what_the_remote_lacks_and_a_full_copy_back() {
     let server = RemoteServer::start(&pki, &[TenantConf::new("acme")]);
     let url = format!("tiervault://127.0.0.1:{}", server.addr().port());
     let cert = pki.client("acme");
-    let tls = |args: &mut Vec<std::ffi::OsString>| {
-        args.extend([
-            "--ca".into(),
-            pki.ca_pem().into_os_string(),
-            "--cert".into(),
-            cert.cert.clone().into_os_string(),
-            "--key".into(),
-            cert.key.clone().into_os_string(),
-        ]);
-    };
+    let tls = |args: &mut Vec<std::ffi::OsString>| args.extend(cert.tls_args(&pki));
     let vault = Vault::new();
     let src = vault.scratch("src");
     tree::bulk_files(&src, 200, 500..60_000, 0.5, 51);

@@ -8,8 +8,9 @@
 
 use std::path::PathBuf;
 
-use tiervault_store::{gc, Error as StoreError, Id, Ingest, Kind, Repo};
-use tiervault_wire::{BlobKind, ErrorCode, Message, SnapshotEntry, WireBlob, WireKeyFile};
+use tiervault_replicate::{kind_of, wire_kind};
+use tiervault_store::{gc, Error as StoreError, Id, Ingest, Repo};
+use tiervault_wire::{ErrorCode, Message, SnapshotEntry, WireBlob, WireKeyFile};
 use tokio::sync::mpsc::{error::TryRecvError, Receiver, Sender};
 
 use crate::config::TenantPolicy;
@@ -41,22 +42,6 @@ fn err(code: ErrorCode, message: impl Into<String>) -> Message {
     let mut message: String = message.into();
     message.truncate(tiervault_wire::MAX_ERROR_MESSAGE_LEN);
     Message::Error { code, message }
-}
-
-fn kind_of(k: BlobKind) -> Kind {
-    match k {
-        BlobKind::Data => Kind::Data,
-        BlobKind::Meta => Kind::Meta,
-        BlobKind::Refs => Kind::Refs,
-    }
-}
-
-fn wire_kind(k: Kind) -> BlobKind {
-    match k {
-        Kind::Data => BlobKind::Data,
-        Kind::Meta => BlobKind::Meta,
-        Kind::Refs => BlobKind::Refs,
-    }
 }
 
 fn now_ns() -> i64 {

@@ -195,15 +195,8 @@ pub struct VerifyArgs {
     /// (tiervault://HOST[:PORT], with --ca/--cert/--key) or replica directory, then verify again
     #[arg(long, value_name = "URL|DIR")]
     pub heal_from: Option<PathBuf>,
-    /// CA certificate (PEM) of the remote vault, for --heal-from
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for --heal-from
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
-    pub cert: Option<PathBuf>,
-    /// Client key (PEM), for --heal-from
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: RemoteTls,
 }
 
 #[derive(Debug, Args)]
@@ -221,15 +214,8 @@ pub struct ReplicateArgs {
     /// passphrase opens it; refused when it holds another vault)
     #[arg(long, value_name = "URL|DIR")]
     pub to: PathBuf,
-    /// CA certificate (PEM) that issued the remote vault's certificate
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
-    pub ca: Option<PathBuf>,
-    /// This appliance's client certificate (PEM), bound to its tenant
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
-    pub cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM)
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: RemoteTls,
     /// Replicate only this snapshot (full id, unique prefix or "latest"); repeatable
     #[arg(long, value_name = "SNAP")]
     pub snapshot: Vec<String>,
@@ -312,15 +298,8 @@ pub struct PullArgs {
     /// The remote vault: tiervault://HOST[:PORT]
     #[arg(long, value_name = "URL")]
     pub from: String,
-    /// CA certificate (PEM) that issued the remote vault's certificate
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
-    pub ca: PathBuf,
-    /// This appliance's client certificate (PEM), bound to its tenant
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
-    pub cert: PathBuf,
-    /// The client certificate's private key (PEM)
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
-    pub key: PathBuf,
+    #[command(flatten)]
+    pub tls: RemoteTls,
     /// Pull only snapshots whose id starts with this (repeatable; default: all)
     #[arg(long, value_name = "ID")]
     pub snapshot: Vec<String>,
@@ -334,15 +313,8 @@ pub struct ExportArgs {
     /// Export only what this remote vault (tiervault://HOST[:PORT]) lacks
     #[arg(long, value_name = "URL")]
     pub lacking_on: Option<String>,
-    /// CA certificate (PEM) of the remote vault, for --lacking-on
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for --lacking-on
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
-    pub cert: Option<PathBuf>,
-    /// Client key (PEM), for --lacking-on
-    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: RemoteTls,
 }
 
 #[derive(Debug, Args)]
@@ -350,4 +322,18 @@ pub struct ImportArgs {
     /// The export directory
     #[arg(long, value_name = "DIR")]
     pub from: PathBuf,
+}
+
+/// How to reach a remote vault (tiervault://): mutual TLS files.
+#[derive(Debug, Args, Clone)]
+pub struct RemoteTls {
+    /// CA certificate (PEM) that issued the remote vault's certificate
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CA")]
+    pub ca: Option<PathBuf>,
+    /// This appliance's client certificate (PEM), bound to its tenant
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_CERT")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
+    pub key: Option<PathBuf>,
 }

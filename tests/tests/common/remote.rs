@@ -106,6 +106,20 @@ pub struct ClientCert {
     pub key: PathBuf,
 }
 
+impl ClientCert {
+    /// `--ca F --cert F --key F` for `vaultctl` commands that talk to a remote vault.
+    pub fn tls_args(&self, pki: &Pki) -> Vec<OsString> {
+        vec![
+            "--ca".into(),
+            pki.ca_pem().into_os_string(),
+            "--cert".into(),
+            self.cert.clone().into_os_string(),
+            "--key".into(),
+            self.key.clone().into_os_string(),
+        ]
+    }
+}
+
 /// The operator's CA (made with `vault-remoted ca init`), the server certificate for
 /// `127.0.0.1` and `localhost`, and an unrelated CA of the same name for "wrong CA" refusals.
 pub struct Pki {

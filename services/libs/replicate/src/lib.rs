@@ -25,6 +25,6 @@ pub use dir::DirTarget;
 pub use driver::{replicate, Options, Progress, Report};
 pub use error::{Error, Result};
 pub use pull::{pull, PullReport};
-pub use remote::{RemoteOptions, RemoteTarget};
+pub use remote::{kind_of, wire_kind, RemoteOptions, RemoteTarget};
 pub use spec::{Peer, TargetSpec};
 pub use target::{OutBlob, RemoteSnapshot, Target, VaultMeta};

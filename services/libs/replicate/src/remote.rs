@@ -380,7 +380,8 @@ impl Drop for RemoteTarget {
     }
 }
 
-fn kind_of(k: BlobKind) -> Kind {
+/// A wire blob kind as the store's (the wire crate and the store do not know each other).
+pub fn kind_of(k: BlobKind) -> Kind {
     match k {
         BlobKind::Data => Kind::Data,
         BlobKind::Meta => Kind::Meta,
@@ -388,7 +389,8 @@ fn kind_of(k: BlobKind) -> Kind {
     }
 }
 
-fn wire_kind(k: Kind) -> BlobKind {
+/// The store's blob kind as the wire's.
+pub fn wire_kind(k: Kind) -> BlobKind {
     match k {
         Kind::Data => BlobKind::Data,
         Kind::Meta => BlobKind::Meta,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::bench::dataset::{digest_path, generate_tree, TreeSpec};
-use crate::cli::{BackupArgs, Global, QuickstartArgs, RestoreArgs, SnapshotsArgs, VerifyArgs};
+use crate::cli::{
+    BackupArgs, Global, QuickstartArgs, RemoteTls, RestoreArgs, SnapshotsArgs, VerifyArgs,
+};
 use crate::open::vault_dir;
 use crate::Outcome;
 
@@ -96,9 +98,11 @@ pub fn run(g: &Global, a: &QuickstartArgs) -> Result<Outcome> {
         &VerifyArgs {
             quick: false,
             heal_from: None,
-            ca: None,
-            cert: None,
-            key: None,
+            tls: RemoteTls {
+                ca: None,
+                cert: None,
+                key: None,
+            },
         },
     )?;
     if matches!(v, Outcome::Damage) {

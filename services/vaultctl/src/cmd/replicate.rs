@@ -53,7 +53,7 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         }
         Some(ids)
     };
-    let mut spec = spec_of(&a.to, &a.ca, &a.cert, &a.key);
+    let mut spec = spec_of(&a.to, &a.tls);
     spec.window_bytes = Some(a.window_mib.max(1) << 20);
     spec.limiter = limiter(a)?;
     // A batch never exceeds half the window (or a limiter's piece), so the window bounds
@@ -132,17 +132,12 @@ fn limiter(a: &ReplicateArgs) -> Result<Option<Arc<Limiter>>> {
 }
 
 /// The target named by `--to` and the TLS flags.
-pub fn spec_of(
-    to: &std::path::Path,
-    ca: &Option<std::path::PathBuf>,
-    cert: &Option<std::path::PathBuf>,
-    key: &Option<std::path::PathBuf>,
-) -> TargetSpec {
+pub fn spec_of(to: &std::path::Path, tls: &crate::cli::RemoteTls) -> TargetSpec {
     TargetSpec {
         to: to.to_string_lossy().to_string(),
-        ca: ca.clone(),
-        cert: cert.clone(),
-        key: key.clone(),
+        ca: tls.ca.clone(),
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
         window_bytes: None,
         limiter: None,
     }
@@ -229,11 +224,15 @@ pub fn status(g: &Global) -> Result<Outcome> {
 /// `vaultctl pull`.
 pub fn pull(g: &Global, a: &PullArgs) -> Result<Outcome> {
     let dir = vault_dir(g);
+    let need = |f: &Option<std::path::PathBuf>, flag: &str| {
+        f.clone()
+            .with_context(|| format!("pulling from {} needs {flag} FILE", a.from))
+    };
     let opts = tiervault_replicate::RemoteOptions::new(
         &a.from,
-        a.ca.clone(),
-        a.cert.clone(),
-        a.key.clone(),
+        need(&a.tls.ca, "--ca")?,
+        need(&a.tls.cert, "--cert")?,
+        need(&a.tls.key, "--key")?,
     );
     let r = tiervault_replicate::pull(&opts, &dir, &a.snapshot)
         .with_context(|| format!("pulling from {} into {}", a.from, dir.display()))?;
@@ -264,7 +263,7 @@ pub fn export(g: &Global, a: &ExportArgs) -> Result<Outcome> {
     let spec = a
         .lacking_on
         .as_ref()
-        .map(|url| spec_of(std::path::Path::new(url), &a.ca, &a.cert, &a.key));
+        .map(|url| spec_of(std::path::Path::new(url), &a.tls));
     let r = tiervault_replicate::transfer::export(&repo, &a.to, spec.as_ref())
         .with_context(|| format!("exporting to {}", a.to.display()))?;
     if g.json {

@@ -33,7 +33,7 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
     drop(ticker);
     let mut healed = None;
     if let (Some(from), false) = (&a.heal_from, r.ok()) {
-        let spec = super::replicate::spec_of(from, &a.ca, &a.cert, &a.key);
+        let spec = super::replicate::spec_of(from, &a.tls);
         let mut source = spec.open(vault.vault_id())?;
         let quiet = g.quiet || g.json;
         let say = move |what: &str| {
