@@ -303,6 +303,12 @@ impl Repo {
         self.session.as_ref().map(Session::name)
     }
 
+    /// Packs a pending collection condemned: hidden from this session, and deleted once every
+    /// older session has ended, so readers must not look at them.
+    pub(crate) fn is_condemned(&self, pack: &PackId) -> bool {
+        self.condemned.contains(pack)
+    }
+
     /// The vault's key files (their KDF parameters; nothing secret).
     pub fn key_files(&self) -> Result<Vec<KeyFile>> {
         Ok(self

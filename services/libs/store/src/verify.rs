@@ -128,7 +128,13 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
             ..Damage::default()
         });
     }
-    let on_disk = vault.packs_on_disk()?;
+    // Condemned packs may vanish while we read them (a collection is finishing); they hold
+    // nothing this session may use.
+    let on_disk: Vec<_> = vault
+        .packs_on_disk()?
+        .into_iter()
+        .filter(|(_, id, _)| !vault.is_condemned(id))
+        .collect();
     progress
         .packs_total
         .store(on_disk.len() as u64, Ordering::Relaxed);

@@ -154,6 +154,8 @@ fn an_older_session_that_dedups_against_condemned_data_is_waited_for_and_rescued
         gc::forget(&newer, &[]),
         Err(tiervault_store::Error::GcPending(_))
     ));
+    // Nor does it report the condemned packs (about to vanish) as damage.
+    verify_clean(&newer);
     drop(newer);
 
     // The older session backs up the same bytes: dedup finds them in condemned packs.
