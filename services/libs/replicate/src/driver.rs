@@ -113,7 +113,6 @@ pub fn replicate(
                 .sum();
             progress.snapshot(i, todo.len(), &snap.id, bytes);
             sender.send(repo, target, &missing, opts, &mut report, progress)?;
-            target.flush()?;
             match target.put_snapshot(&snap.id, &file) {
                 Ok(()) => break,
                 // Our cache was stale (the target collected a blob since): ask again.

@@ -106,6 +106,8 @@ pub struct RemoteTarget {
     timeout: Duration,
     sent: Arc<AtomicU64>,
     limiter: Option<Arc<crate::throttle::Limiter>>,
+    /// The snapshot list, asked for together with Hello (one round trip less per run).
+    prefetched_list: Option<oneshot::Receiver<Message>>,
 }
 
 impl RemoteTarget {
@@ -192,12 +194,15 @@ impl RemoteTarget {
             timeout: opts.reply_timeout,
             sent,
             limiter: opts.limiter.clone(),
+            prefetched_list: None,
         };
-        let reply = t.request(Message::Hello {
+        let hello = t.send(&Message::Hello {
             proto: tiervault_wire::PROTOCOL_VERSION,
             client: format!("vaultctl {}", env!("CARGO_PKG_VERSION")),
             vault_id,
-        });
+        })?;
+        t.prefetched_list = Some(t.send(&Message::ListSnapshots)?);
+        let reply = t.wait(hello);
         match reply {
             Ok(Message::Welcome {
                 tenant, has_vault, ..
@@ -485,7 +490,11 @@ impl Target for RemoteTarget {
     }
 
     fn snapshots(&mut self) -> Result<Vec<RemoteSnapshot>> {
-        match self.request(Message::ListSnapshots)? {
+        let rx = match self.prefetched_list.take() {
+            Some(rx) => rx,
+            None => self.send(&Message::ListSnapshots)?,
+        };
+        match self.wait(rx)? {
             Message::SnapshotList { snapshots } => Ok(snapshots
                 .into_iter()
                 .map(|s| RemoteSnapshot {
@@ -499,10 +508,15 @@ impl Target for RemoteTarget {
     }
 
     fn put_snapshot(&mut self, id: &Id, file: &[u8]) -> Result<()> {
-        match self.request(Message::PutSnapshot {
+        // Sent before the last acknowledgements arrive: the server makes pending blobs
+        // durable (and acknowledges them) before it handles the snapshot, so waiting first
+        // would only cost a round trip.
+        let rx = self.send(&Message::PutSnapshot {
             id: id.0,
             file: file.to_vec(),
-        })? {
+        })?;
+        self.flush()?;
+        match self.wait(rx)? {
             Message::Ok => Ok(()),
             other => Err(self.unexpected("Ok", &other)),
         }

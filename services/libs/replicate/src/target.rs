@@ -45,7 +45,8 @@ pub trait Target {
     /// Wait until every queued blob is durable on the target.
     fn flush(&mut self) -> Result<()>;
     fn snapshots(&mut self) -> Result<Vec<RemoteSnapshot>>;
-    /// Commit a snapshot file; fails when the target lacks a blob it references.
+    /// Commit a snapshot file, after making every queued blob durable; fails when the target
+    /// lacks a blob it references.
     fn put_snapshot(&mut self, id: &Id, file: &[u8]) -> Result<()>;
     /// Bytes handed to the transport so far (for the report; the tests count on the wire).
     fn bytes_sent(&self) -> u64;
