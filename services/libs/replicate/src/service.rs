@@ -170,3 +170,29 @@ pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_and_names_bad_fields() {
+        let c = ServiceConfig::parse(
+            "version = 1\nvault = \"/srv/v\"\nto = \"tiervault://r:7443\"\nca = \"ca.pem\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.poll_seconds, 5);
+        assert_eq!(c.retry_seconds, 30);
+        let e = ServiceConfig::parse("version = 1\nvault = \"v\"\nto = \"x\"\nbogus = 1\n")
+            .expect_err("unknown field");
+        assert!(e.contains("bogus"), "{e}");
+        let e =
+            ServiceConfig::parse("version = 2\nvault = \"v\"\nto = \"x\"\n").expect_err("version");
+        assert!(e.contains("version 2"), "{e}");
+        let e = ServiceConfig::parse("version = 1\nvault = \"v\"\nto = \"x\"\npoll-seconds = 0\n")
+            .expect_err("zero poll");
+        assert!(e.contains("poll-seconds"), "{e}");
+        let e = ServiceConfig::parse("version = 1\nto = \"x\"\n").expect_err("no vault");
+        assert!(e.contains("vault"), "{e}");
+    }
+}

@@ -1,35 +1,14 @@
 //! The engine through its public API: back up, read, restore, verify, with both write engines.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::{opts, pseudo_random, secret};
 use tiervault_store::io::{Io, PlainIo};
-use tiervault_store::{backup, browse, restore, verify, InitOptions, Secret, Vault};
-
-fn secret() -> Secret {
-    Secret::KeyFile(b"0123456789abcdef0123456789abcdef".to_vec())
-}
-
-fn opts() -> InitOptions {
-    InitOptions {
-        kdf_time: Duration::ZERO,
-        ..InitOptions::default()
-    }
-}
-
-fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use tiervault_store::{backup, browse, restore, verify, Secret, Vault};
 
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("a/b")).expect("mkdir");

@@ -2,38 +2,21 @@
 //! session that was open before the collection condemned a pack dedups against a blob in it
 //! and commits a snapshot; the collection must wait for it and rescue the blob.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::{opts, pseudo_random, secret};
 use tiervault_store::gc::{self, GcOptions};
-use tiervault_store::{backup, restore, verify, InitOptions, Repo, Secret, Snapshot, Vault};
-
-fn secret() -> Secret {
-    Secret::KeyFile(b"0123456789abcdef0123456789abcdef".to_vec())
-}
+use tiervault_store::{backup, restore, verify, Repo, Snapshot, Vault};
 
 fn init(dir: &Path) -> Vault {
-    let opts = InitOptions {
-        kdf_time: Duration::ZERO,
-        ..InitOptions::default()
-    };
-    Vault::init(dir, &secret(), &opts, tiervault_store::io::default_io()).expect("init")
+    Vault::init(dir, &secret(), &opts(), tiervault_store::io::default_io()).expect("init")
 }
 
 fn open(dir: &Path) -> Vault {
     Vault::open(dir, &secret(), tiervault_store::io::default_io()).expect("open")
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn backup_dir(v: &Vault, src: &Path) -> Snapshot {
@@ -87,9 +70,9 @@ fn forgotten_data_is_deleted_and_kept_data_survives() {
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
     let v = init(&dir);
-    std::fs::write(src.join("f"), noise(4 << 20, 1)).expect("write");
+    std::fs::write(src.join("f"), pseudo_random(4 << 20, 1)).expect("write");
     let old = backup_dir(&v, &src);
-    let keep_bytes = noise(4 << 20, 2);
+    let keep_bytes = pseudo_random(4 << 20, 2);
     std::fs::write(src.join("f"), &keep_bytes).expect("write");
     let kept = backup_dir(&v, &src);
     gc::forget(&v, &[old.id]).expect("forget");
@@ -119,7 +102,7 @@ fn an_older_session_that_dedups_against_condemned_data_is_waited_for_and_rescued
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
     let v = init(&dir);
-    let bytes = noise(3 << 20, 9);
+    let bytes = pseudo_random(3 << 20, 9);
     std::fs::write(src.join("f"), &bytes).expect("write");
     let first = backup_dir(&v, &src);
     gc::forget(&v, &[first.id]).expect("forget");
