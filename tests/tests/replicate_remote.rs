@@ -42,6 +42,8 @@ fn incremental_sends_little_more_than_the_new_blobs_and_the_remote_copy_restores
         proxy.bytes_down()
     );
     assert_eq!(u(&first, "snapshots_sent"), 1);
+    // A tenant this run created holds nothing: nothing to ask about before sending.
+    assert_eq!(u(&first, "have_queries"), 0, "first replication: {first}");
 
     for (i, (path, size)) in files.iter().enumerate().filter(|(i, _)| i % 33 == 0) {
         let data = gen::mixed(
@@ -64,6 +66,7 @@ fn incremental_sends_little_more_than_the_new_blobs_and_the_remote_copy_restores
         wire as f64 / new_stored as f64
     );
     assert_eq!(u(&r, "snapshots_sent"), 1);
+    assert!(u(&r, "have_queries") >= 1, "incremental: {r}");
     assert!(
         wire as f64 <= 1.1 * new_stored as f64,
         "{wire} bytes on the wire for {new_stored} new stored bytes"

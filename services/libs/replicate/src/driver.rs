@@ -65,11 +65,17 @@ pub fn replicate(
     progress: &dyn Progress,
 ) -> Result<Report> {
     let ours = repo.vault_id();
+    // A vault created by this run holds nothing yet: its first snapshot needs no Have round
+    // trip (and a first seeding no Have traffic at all, 32 bytes per blob).
+    let mut fresh = false;
     match target.vault_id()? {
-        None => target.create_vault(&VaultMeta {
-            config: repo.config_bytes()?,
-            keys: repo.key_file_bytes()?,
-        })?,
+        None => {
+            target.create_vault(&VaultMeta {
+                config: repo.config_bytes()?,
+                keys: repo.key_file_bytes()?,
+            })?;
+            fresh = true;
+        }
         Some(theirs) if theirs != ours => {
             return Err(Error::DifferentVault {
                 target: target.describe(),
@@ -100,13 +106,17 @@ pub fn replicate(
         let file = repo.read_snapshot_file(&snap.id)?;
         let mut use_cache = true;
         loop {
-            let missing = negotiate(
-                target,
-                &ids,
-                if use_cache { cache.as_deref() } else { None },
-                opts,
-                &mut report,
-            )?;
+            let missing = if std::mem::take(&mut fresh) {
+                ids.clone()
+            } else {
+                negotiate(
+                    target,
+                    &ids,
+                    if use_cache { cache.as_deref() } else { None },
+                    opts,
+                    &mut report,
+                )?
+            };
             let bytes: u64 = missing
                 .iter()
                 .filter_map(|id| repo.index().get(id).map(|l| l.len as u64))

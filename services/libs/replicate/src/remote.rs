@@ -108,6 +108,9 @@ pub struct RemoteTarget {
     limiter: Option<Arc<crate::throttle::Limiter>>,
     /// The snapshot list, asked for together with Hello (one round trip less per run).
     prefetched_list: Option<oneshot::Receiver<Message>>,
+    /// The reply to PutVaultMeta, not awaited when sent (a round trip less on a new
+    /// tenant): replies come in request order, so the next wait checks it first.
+    pending_meta: Option<oneshot::Receiver<Message>>,
 }
 
 impl RemoteTarget {
@@ -195,6 +198,7 @@ impl RemoteTarget {
             sent,
             limiter: opts.limiter.clone(),
             prefetched_list: None,
+            pending_meta: None,
         };
         let hello = t.send(&Message::Hello {
             proto: tiervault_wire::PROTOCOL_VERSION,
@@ -265,7 +269,17 @@ impl RemoteTarget {
         Ok(rx)
     }
 
-    fn wait(&self, rx: oneshot::Receiver<Message>) -> Result<Message> {
+    fn wait(&mut self, rx: oneshot::Receiver<Message>) -> Result<Message> {
+        if let Some(meta) = self.pending_meta.take() {
+            match self.wait_one(meta)? {
+                Message::Ok => {}
+                other => return Err(self.unexpected("Ok", &other)),
+            }
+        }
+        self.wait_one(rx)
+    }
+
+    fn wait_one(&self, rx: oneshot::Receiver<Message>) -> Result<Message> {
         let reply = self
             .rt
             .block_on(async { tokio::time::timeout(self.timeout, rx).await });
@@ -425,16 +439,13 @@ impl Target for RemoteTarget {
                 file: file.clone(),
             })
             .collect();
-        match self.request(Message::PutVaultMeta {
+        let rx = self.send(&Message::PutVaultMeta {
             config: meta.config.clone(),
             keys,
-        })? {
-            Message::Ok => {
-                self.has_vault = true;
-                Ok(())
-            }
-            other => Err(self.unexpected("Ok", &other)),
-        }
+        })?;
+        self.pending_meta = Some(rx);
+        self.has_vault = true;
+        Ok(())
     }
 
     fn have(&mut self, ids: &[Id]) -> Result<Vec<bool>> {

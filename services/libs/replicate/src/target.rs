@@ -36,7 +36,10 @@ pub trait Target {
     fn describe(&self) -> String;
     /// The vault the target holds (None: it holds none yet).
     fn vault_id(&mut self) -> Result<Option<[u8; 32]>>;
-    /// Make the target hold a vault with this config and these key files.
+    /// Make the target hold a vault with this config and these key files. A pipelined
+    /// target may return before it is confirmed; a refusal then fails the next call.
+    /// The new vault holds no blobs, so the driver sends the first snapshot's blobs
+    /// without asking which are missing.
     fn create_vault(&mut self, meta: &VaultMeta) -> Result<()>;
     /// For each id: does the target hold it?
     fn have(&mut self, ids: &[Id]) -> Result<Vec<bool>>;

@@ -442,11 +442,12 @@ fn copy_live(
         let digests = trailer_digests(repo, view, &pack);
         for (id, off, len, kind) in wanted {
             let stored = view.read(repo, &pack, *off, *len).ok();
-            let ok = match (&stored, digests.as_ref().and_then(|d| d.get(off))) {
-                (Some(b), Some(d)) => crate::pack::digest16(b) == *d,
-                _ => false,
+            let digest = digests.as_ref().and_then(|d| d.get(off)).copied();
+            let good = match (stored, digest) {
+                (Some(b), Some(d)) if crate::pack::digest16(&b) == d => Some((b, d)),
+                _ => None,
             };
-            let Some(stored) = stored.filter(|_| ok) else {
+            let Some((stored, digest)) = good else {
                 tracing::warn!(
                     "pack {}: live blob {id} is damaged; keeping the pack",
                     pack.hex()
@@ -457,7 +458,7 @@ fn copy_live(
                 report.bytes_freed -= view.packs.get(&pack).map_or(0, |p| p.len);
                 break;
             };
-            if ing.put_checked(repo, id, *kind, &stored)? {
+            if ing.put_checked(repo, id, *kind, digest, &stored)? {
                 report.blobs_copied += 1;
                 report.bytes_copied += stored.len() as u64;
             }
@@ -536,11 +537,11 @@ fn rescue(
             let Ok(stored) = view.read(repo, pack, *off, *len) else {
                 continue;
             };
-            let good = trailer_digests(repo, view, pack)
+            let digest = trailer_digests(repo, view, pack)
                 .and_then(|d| d.get(off).copied())
-                .is_some_and(|d| d == crate::pack::digest16(&stored));
-            if good {
-                ing.put_checked(repo, id, *kind, &stored)?;
+                .filter(|d| *d == crate::pack::digest16(&stored));
+            if let Some(d) = digest {
+                ing.put_checked(repo, id, *kind, d, &stored)?;
                 report.blobs_rescued += 1;
                 break;
             }

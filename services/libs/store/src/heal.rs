@@ -97,7 +97,7 @@ pub fn heal(
             tracing::warn!("{} sent a bad copy of {id}: {reason}", source_name);
             continue;
         }
-        ing.put_checked(vault, &id, kind, &stored)?;
+        ing.put_checked(vault, &id, kind, crate::pack::digest16(&stored), &stored)?;
         good.insert(id);
     }
     report.healed = wanted
@@ -131,12 +131,9 @@ pub fn heal(
             let Ok(stored) = view.read(vault, p, *off, *len) else {
                 continue;
             };
-            let ok = digests
-                .as_ref()
-                .and_then(|d| d.get(off))
-                .is_some_and(|d| *d == crate::pack::digest16(&stored));
-            if ok {
-                ing.put_checked(vault, id, *kind, &stored)?;
+            let digest = digests.as_ref().and_then(|d| d.get(off)).copied();
+            if let Some(d) = digest.filter(|d| *d == crate::pack::digest16(&stored)) {
+                ing.put_checked(vault, id, *kind, d, &stored)?;
             }
         }
     }

@@ -79,15 +79,17 @@ impl Ingest {
     ) -> Result<bool> {
         crate::codec::check_keyless(id, kind, digest, stored)
             .map_err(|reason| Error::BadBlob { id: *id, reason })?;
-        self.put_checked(repo, id, kind, stored)
+        self.put_checked(repo, id, kind, *digest, stored)
     }
 
-    /// Store a blob whose bytes were already checked (copied from one of our own packs).
+    /// Store a blob whose bytes were already checked against `digest` (received and
+    /// checked, or copied from one of our own packs): hashing once per blob is enough.
     pub(crate) fn put_checked(
         &mut self,
         repo: &Repo,
         id: &Id,
         kind: Kind,
+        digest: [u8; 16],
         stored: &[u8],
     ) -> Result<bool> {
         if self.has(repo, id) {
@@ -97,11 +99,11 @@ impl Ingest {
         if self.pack.is_none() {
             let pid = PackId::random();
             let tmp = dir0.join(pid.hex());
-            let file = repo.io().create(&tmp).ctx("creating pack", &tmp)?;
+            let file = repo.io().create_pack(&tmp).ctx("creating pack", &tmp)?;
             self.pack = Some(PackWriter::new(pid, file, tmp));
         }
         let pack = self.pack.as_mut().expect("just set");
-        pack.push_stored(*id, kind, stored)
+        pack.push_stored(*id, kind, digest, stored)
             .map_err(|e| Error::io("writing pack", dir0.join(pack.id.hex()), e))?;
         self.fresh.insert(*id);
         self.stored_blobs += 1;

@@ -201,12 +201,22 @@ impl PackWriter {
 
     /// Record the blob appended to the staging buffer since `start` (a staging length).
     pub fn commit_blob(&mut self, id: Id, kind: Kind, start: usize) -> std::io::Result<()> {
-        let bytes = &self.staged[start..];
+        let digest = digest16(&self.staged[start..]);
+        self.commit_digested(id, kind, start, digest)
+    }
+
+    fn commit_digested(
+        &mut self,
+        id: Id,
+        kind: Kind,
+        start: usize,
+        digest: [u8; 16],
+    ) -> std::io::Result<()> {
         let entry = PackEntry {
             id,
-            digest: digest16(bytes),
+            digest,
             offset: self.written + start as u64,
-            len: bytes.len() as u32,
+            len: (self.staged.len() - start) as u32,
             kind,
         };
         self.entries.push(entry);
@@ -216,11 +226,18 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Append an already stored blob (replication, garbage collection).
-    pub fn push_stored(&mut self, id: Id, kind: Kind, stored: &[u8]) -> std::io::Result<()> {
+    /// Append an already stored blob (replication, garbage collection) whose `digest16`
+    /// the caller has checked.
+    pub fn push_stored(
+        &mut self,
+        id: Id,
+        kind: Kind,
+        digest: [u8; 16],
+        stored: &[u8],
+    ) -> std::io::Result<()> {
         let start = self.staged.len();
         self.staged.extend_from_slice(stored);
-        self.commit_blob(id, kind, start)
+        self.commit_digested(id, kind, start, digest)
     }
 
     fn flush_staged(&mut self) -> std::io::Result<()> {
@@ -280,7 +297,7 @@ mod tests {
         let mut w = PackWriter::new(id, io.create(&path).expect("create"), path.clone());
         for i in 0..100u32 {
             let data = vec![i as u8; 1000 + i as usize];
-            w.push_stored(Id::digest(&data), Kind::Data, &data)
+            w.push_stored(Id::digest(&data), Kind::Data, digest16(&data), &data)
                 .expect("push");
         }
         let mut fin = w.finish().expect("finish");

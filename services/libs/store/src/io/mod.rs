@@ -7,6 +7,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+mod direct;
 mod plain;
 mod uring;
 
@@ -16,6 +17,11 @@ pub use plain::PlainIo;
 pub trait Io: Send + Sync {
     /// Create (or truncate) a file for writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WriteFile>>;
+    /// Create a pack file: large, written front to back, not read back soon. The real
+    /// engine bypasses the page cache (`O_DIRECT`) where the file system allows.
+    fn create_pack(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        self.create(path)
+    }
     /// Atomically rename; durable only after `sync_dir` of the target's directory.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync a directory, making the renames and creations in it durable.

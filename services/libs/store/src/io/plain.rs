@@ -5,15 +5,21 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{uring, Io, WriteFile};
+use super::{direct, uring, Io, WriteFile};
 
 pub struct PlainIo {
     uring: bool,
+    direct: bool,
 }
 
 impl PlainIo {
+    /// Buffered writes (through io_uring when `uring`); packs use `O_DIRECT` unless
+    /// `TIERVAULT_NO_DIRECT=1`.
     pub fn new(uring: bool) -> PlainIo {
-        PlainIo { uring }
+        PlainIo {
+            uring,
+            direct: direct::allowed(),
+        }
     }
 }
 
@@ -39,6 +45,15 @@ impl Io for PlainIo {
         Ok(Box::new(PwriteFile { file, free: None }))
     }
 
+    fn create_pack(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
+        if self.direct {
+            if let Some(f) = direct::create(path)? {
+                return Ok(Box::new(f));
+            }
+        }
+        self.create(path)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
@@ -56,10 +71,11 @@ impl Io for PlainIo {
     }
 
     fn engine(&self) -> &'static str {
-        if self.uring {
-            "io_uring"
-        } else {
-            "pwrite"
+        match (self.uring, self.direct) {
+            (true, true) => "io_uring+O_DIRECT",
+            (true, false) => "io_uring",
+            (false, true) => "pwrite+O_DIRECT",
+            (false, false) => "pwrite",
         }
     }
 }
