@@ -114,10 +114,18 @@ impl Fixture {
         );
     }
 
-    fn with_fresh_snapshot(&self) -> Vec<[u8; 32]> {
-        let mut s = self.pushed.snapshots.clone();
-        s.push(self.fresh_snapshot.0);
-        s
+    /// Healthy, holding exactly the snapshots pushed at setup (a refused request changed
+    /// nothing).
+    fn assert_unchanged(&mut self) {
+        let snaps = self.pushed.snapshots.clone();
+        self.assert_healthy(&snaps);
+    }
+
+    /// Healthy, holding the setup's snapshots and the fresh one.
+    fn assert_fresh_committed(&mut self) {
+        let mut snaps = self.pushed.snapshots.clone();
+        snaps.push(self.fresh_snapshot.0);
+        self.assert_healthy(&snaps);
     }
 }
 
@@ -169,8 +177,7 @@ fn a_truncated_frame_closes_the_connection_and_the_vault_stays_consistent() {
     drop(c);
     f.server.wait_log(mark, &["closing"]);
 
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -191,8 +198,7 @@ fn an_oversized_length_is_refused_from_the_prefix_alone() {
         let mut c = f.session();
         assert_eq!(c.list().len(), f.pushed.snapshots.len());
     }
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -248,8 +254,7 @@ fn unknown_types_trailing_bytes_and_bad_fields_close_the_connection() {
         "a refused frame stored a blob"
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -308,8 +313,7 @@ fn a_blob_whose_digest_lies_is_refused_and_not_stored() {
         "a refused blob is held after all"
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -354,8 +358,7 @@ fn a_refused_blob_in_a_batch_leaves_what_the_server_reports_held_durable() {
         );
     }
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -388,8 +391,7 @@ fn a_refs_blob_whose_content_does_not_match_its_id_is_refused() {
         "a refs blob under another id",
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -414,8 +416,7 @@ fn a_blob_announced_with_another_kind_than_its_header_is_refused() {
         assert_eq!(c.have(&[b.id]), vec![false], "{kind:?} as {announced:?}");
     }
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -464,8 +465,7 @@ fn a_data_blob_under_a_wrong_id_is_caught_by_the_owner_and_collected() {
         "gc kept an unreferenced blob"
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -528,8 +528,7 @@ fn a_snapshot_referencing_blobs_never_sent_is_refused_and_not_listed() {
         "a snapshot missing one blob",
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 
     // With every blob sent it is accepted.
     let mut c = f.session();
@@ -539,8 +538,7 @@ fn a_snapshot_referencing_blobs_never_sent_is_refused_and_not_listed() {
         other => panic!("PutSnapshot with every blob held: expected Ok, got {other:?}"),
     }
     drop(c);
-    let snaps = f.with_fresh_snapshot();
-    f.assert_healthy(&snaps);
+    f.assert_fresh_committed();
 }
 
 #[test]
@@ -608,8 +606,7 @@ fn a_snapshot_whose_bytes_do_not_match_its_id_is_refused() {
     let expected: HashSet<[u8; 32]> = f.pushed.snapshots.iter().copied().collect();
     assert_eq!(listed, expected);
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -707,8 +704,7 @@ fn replayed_blobs_and_snapshots_are_acknowledged_and_stored_once() {
     );
     drop(c);
     drop(c2);
-    let snaps = f.with_fresh_snapshot();
-    f.assert_healthy(&snaps);
+    f.assert_fresh_committed();
 }
 
 #[test]
@@ -797,8 +793,7 @@ fn requests_before_hello_a_second_hello_and_other_versions_are_refused() {
         "PutVaultMeta of another vault",
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 }
 
 #[test]
@@ -908,8 +903,7 @@ fn a_client_cut_mid_batch_leaves_a_consistent_vault_and_can_resume() {
         held.len()
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 
     // The appliance resumes: sends what is missing, then the snapshot.
     let mut c = f.session();
@@ -930,8 +924,7 @@ fn a_client_cut_mid_batch_leaves_a_consistent_vault_and_can_resume() {
         other => panic!("PutSnapshot after resuming: expected Ok, got {other:?}"),
     }
     drop(c);
-    let snaps = f.with_fresh_snapshot();
-    f.assert_healthy(&snaps);
+    f.assert_fresh_committed();
 }
 
 #[test]
@@ -957,8 +950,7 @@ fn a_server_killed_mid_session_keeps_what_it_acknowledged() {
         "blobs acknowledged before the kill are gone"
     );
     drop(c);
-    let snaps = f.pushed.snapshots.clone();
-    f.assert_healthy(&snaps);
+    f.assert_unchanged();
 
     let mut c = f.session();
     let all: Vec<[u8; 32]> = f.fresh.iter().map(|b| b.id).collect();
@@ -979,6 +971,5 @@ fn a_server_killed_mid_session_keeps_what_it_acknowledged() {
         other => panic!("PutSnapshot after the restart: expected Ok, got {other:?}"),
     }
     drop(c);
-    let snaps = f.with_fresh_snapshot();
-    f.assert_healthy(&snaps);
+    f.assert_fresh_committed();
 }
