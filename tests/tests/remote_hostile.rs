@@ -973,3 +973,37 @@ fn a_server_killed_mid_session_keeps_what_it_acknowledged() {
     drop(c);
     f.assert_fresh_committed();
 }
+
+#[test]
+fn silent_peers_are_closed_after_the_idle_timeout() {
+    use std::io::Read;
+    let pki = Pki::new();
+    let server =
+        RemoteServer::start_with(&pki, &[TenantConf::new("acme")], "idle-timeout = \"2s\"");
+    // A TCP peer that never starts the TLS handshake.
+    let mark = server.log_mark();
+    let mut tcp = std::net::TcpStream::connect(server.addr()).expect("connecting over TCP");
+    tcp.set_read_timeout(Some(common::remote::IO_TIMEOUT))
+        .expect("setting a read timeout");
+    let mut byte = [0u8; 1];
+    match tcp.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("a peer without a handshake was not closed: {other:?}"),
+    }
+    server.wait_log(mark, &["no TLS handshake within 2s"]);
+
+    // A session that says hello and then nothing.
+    let mark = server.log_mark();
+    let mut c = RawClient::connect(&server, &pki.client("acme"), &server.ca_pem())
+        .expect("connecting as acme");
+    match c.hello([7; 32]) {
+        Ok(Message::Welcome { .. }) => {}
+        other => panic!("Hello: expected Welcome, got {other:?}"),
+    }
+    assert!(
+        c.expect_closed().is_empty(),
+        "no frame expected before the close"
+    );
+    server.wait_log(mark, &["acme", "nothing received for 2s"]);
+}

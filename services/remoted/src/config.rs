@@ -4,6 +4,7 @@
 //! version = 1
 //! listen = "0.0.0.0:7443"
 //! data-dir = "/var/lib/tiervault-remote"
+//! idle-timeout = "15min"   # close a connection that sends nothing for this long (s, min, h)
 //! [tls]
 //! ca = "ca.pem"            # issues the appliances' client certificates
 //! cert = "server.pem"
@@ -39,6 +40,8 @@ struct Raw {
     version: u32,
     listen: String,
     data_dir: PathBuf,
+    #[serde(default)]
+    idle_timeout: Option<String>,
     tls: RawTls,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
@@ -75,10 +78,20 @@ pub struct TenantPolicy {
     pub keep: Option<KeepPolicy>,
 }
 
+/// Default for `idle-timeout`: long enough for a client paused by a bandwidth window to keep
+/// its session, short enough that abandoned connections do not pile up.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Longest time a peer may take for the TLS handshake (or the idle timeout, if shorter).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// A connection that sends nothing for this long is closed (also bounds the TLS
+    /// handshake, together with [`HANDSHAKE_TIMEOUT`]).
+    pub idle_timeout: std::time::Duration,
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -114,6 +127,10 @@ impl Config {
                 base.join(p)
             }
         };
+        let idle_timeout = match &raw.idle_timeout {
+            Some(t) => parse_timeout(t).map_err(|e| invalid(format!("idle-timeout: {e}")))?,
+            None => DEFAULT_IDLE_TIMEOUT,
+        };
         let mut tenants = BTreeMap::new();
         for (name, t) in raw.tenants {
             tiervault_tls::Tenant::parse(&name)
@@ -135,6 +152,7 @@ impl Config {
         Ok(Config {
             listen: raw.listen,
             data_dir: abs(&raw.data_dir),
+            idle_timeout,
             ca: abs(&raw.tls.ca),
             cert: abs(&raw.tls.cert),
             key: abs(&raw.tls.key),
@@ -146,6 +164,27 @@ impl Config {
     pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
         self.data_dir.join("tenants").join(tenant)
     }
+}
+
+/// A timeout such as "90s", "15min" or "2h" (retention durations count in days and months,
+/// so they have no seconds and "m" means months there: not reused here).
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. \"15min\""))?;
+    let secs = match unit {
+        "s" => n,
+        "min" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (s, min or h)")),
+    };
+    if secs == 0 {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -167,6 +206,28 @@ mod tests {
         )
         .expect_err("bad tenant");
         assert!(e.to_string().contains("Bad_Name"), "{e}");
+        assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(parse_timeout("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            parse_timeout("15min"),
+            Ok(std::time::Duration::from_secs(900))
+        );
+        assert_eq!(
+            parse_timeout("2h"),
+            Ok(std::time::Duration::from_secs(7200))
+        );
+        for (bad, says) in [
+            ("\"0s\"", "longer than zero"),
+            ("\"soon\"", "expected a number"),
+            ("\"15m\"", "unknown unit"),
+        ] {
+            let e = Config::parse(
+                &format!("version = 1\nlisten = \"x\"\ndata-dir = \"d\"\nidle-timeout = {bad}\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n"),
+                Path::new("r.toml"),
+            )
+            .expect_err("bad idle-timeout");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
         let e = Config::parse("version = 2\n", Path::new("r.toml")).expect_err("version");
         assert!(e.to_string().contains("r.toml"), "{e}");
     }

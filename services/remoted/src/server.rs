@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{Config, HANDSHAKE_TIMEOUT};
 use crate::conn::Conn;
 
 /// Requests queued per connection before the reader waits (back-pressure on the client).
@@ -81,10 +81,17 @@ impl Server {
 
 async fn serve(cfg: Arc<Config>, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let (stream, tenant) = match tiervault_tls::accept(&acceptor, tcp).await {
-        Ok(s) => s,
-        Err(e) => {
+    let idle = cfg.idle_timeout;
+    let handshake = HANDSHAKE_TIMEOUT.min(idle);
+    let accepted = tokio::time::timeout(handshake, tiervault_tls::accept(&acceptor, tcp)).await;
+    let (stream, tenant) = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
             tracing::warn!("refused {peer}: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("refused {peer}: no TLS handshake within {handshake:?}");
             return;
         }
     };
@@ -122,9 +129,13 @@ async fn serve(cfg: Arc<Config>, acceptor: TlsAcceptor, tcp: TcpStream, peer: So
     let mut buf = Vec::new();
     loop {
         let frame = tokio::select! {
-            frame = tiervault_wire::read_frame(&mut rd, &mut buf) => frame,
+            frame = tokio::time::timeout(idle, tiervault_wire::read_frame(&mut rd, &mut buf)) => frame,
             // The processor ended the session (unsupported protocol version, writer gone).
             () = req_tx.closed() => break,
+        };
+        let Ok(frame) = frame else {
+            tracing::warn!(tenant = %name, "closing {peer}: nothing received for {idle:?}");
+            break;
         };
         match frame {
             Ok(Some(frame)) => {

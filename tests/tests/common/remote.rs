@@ -309,6 +309,12 @@ pub struct RemoteServer {
 impl RemoteServer {
     /// Writes a config serving `tenants` with `pki`'s certificates and starts the server.
     pub fn start(pki: &Pki, tenants: &[TenantConf]) -> RemoteServer {
+        Self::start_with(pki, tenants, "")
+    }
+
+    /// As [`start`](Self::start), with `top` (TOML lines such as `idle-timeout = "2s"`)
+    /// added to the config's top-level table.
+    pub fn start_with(pki: &Pki, tenants: &[TenantConf], top: &str) -> RemoteServer {
         let tmp = tempfile::Builder::new()
             .prefix("tiervault-remoted-")
             .tempdir()
@@ -328,7 +334,7 @@ impl RemoteServer {
         }
         let data = dir.join("data");
         let mut text = format!(
-            "version = 1\nlisten = \"127.0.0.1:0\"\ndata-dir = {}\n\n[tls]\nca = {}\ncert = {}\nkey = {}\n",
+            "version = 1\nlisten = \"127.0.0.1:0\"\ndata-dir = {}\n{top}\n\n[tls]\nca = {}\ncert = {}\nkey = {}\n",
             toml_str(&data),
             toml_str(&ca),
             toml_str(&cert),

@@ -152,7 +152,11 @@ impl<'v> Writer<'v> {
             let tmp = self.vault.data_dirs()[self.dir as usize]
                 .join("tmp")
                 .join(id.hex());
-            let file = self.vault.io().create_pack(&tmp).ctx("creating pack", &tmp)?;
+            let file = self
+                .vault
+                .io()
+                .create_pack(&tmp)
+                .ctx("creating pack", &tmp)?;
             *slot = Some(PackWriter::new(id, file, tmp));
         }
         Ok(slot.as_mut().expect("just set"))

@@ -23,7 +23,7 @@ const CAP: usize = 4 << 20;
 /// Whether `O_DIRECT` pack writes are allowed in this process.
 /// `TIERVAULT_NO_DIRECT=1` forces buffered writes (tests run both).
 pub(super) fn allowed() -> bool {
-    !std::env::var_os("TIERVAULT_NO_DIRECT").is_some_and(|v| v != "0")
+    std::env::var_os("TIERVAULT_NO_DIRECT").is_none_or(|v| v == "0")
 }
 
 /// Open `path` for writing with `O_DIRECT`, or `None` when the file system refuses it.
@@ -122,17 +122,18 @@ impl DirectFile {
     fn write_direct(&mut self, n: usize) -> io::Result<()> {
         match self.file.write_all_at(&self.buf.get()[..n], self.pos) {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.to_buffered(&e),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.fall_back_to_buffered(&e),
             Err(e) => Err(e),
         }
     }
 
-    fn to_buffered(&mut self, why: &io::Error) -> io::Result<()> {
+    fn fall_back_to_buffered(&mut self, why: &io::Error) -> io::Result<()> {
         let flags = rustix::fs::fcntl_getfl(&self.file)?;
         rustix::fs::fcntl_setfl(&self.file, flags - rustix::fs::OFlags::DIRECT)?;
         self.direct = false;
         tracing::info!("an O_DIRECT write was refused ({why}): writing this pack buffered");
-        self.file.write_all_at(&self.buf.get()[..self.len], self.pos)?;
+        self.file
+            .write_all_at(&self.buf.get()[..self.len], self.pos)?;
         self.pos += self.len as u64;
         self.len = 0;
         Ok(())
@@ -162,7 +163,7 @@ impl WriteFile for DirectFile {
             // Only front-to-back writing keeps the staging simple; anything else is written
             // buffered (no caller does this today).
             if self.direct {
-                self.to_buffered(&io::Error::other("write out of sequence"))?;
+                self.fall_back_to_buffered(&io::Error::other("write out of sequence"))?;
             }
             self.file.write_all_at(&buf, offset)?;
             self.pos = self.pos.max(offset + buf.len() as u64);
@@ -227,7 +228,10 @@ mod tests {
             f.write_at(off, chunk).expect("write");
         }
         f.sync().expect("sync");
-        assert!(f.direct, "the temp file system accepted O_DIRECT at open, then refused");
+        assert!(
+            f.direct,
+            "the temp file system accepted O_DIRECT at open, then refused"
+        );
         drop(f);
         assert_eq!(std::fs::read(&path).expect("read"), want);
     }
@@ -251,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn out_of_sequence_write_falls_back_to_buffered_and_stays_correct() {
+    fn out_of_sequence_write_falls_back_fall_back_to_buffered_and_stays_correct() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pack");
         let Some(mut f) = create(&path).expect("open") else {
