@@ -86,6 +86,93 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Initialise ./vault, back up a tree, list, restore, verify and print the stats
     Quickstart(QuickstartArgs),
+    /// Match this machine's disks, RAM and CPUs against a hardware tier, print the plan
+    /// (arrays, hot spares, index memory, cache size) and record it in the appliance config
+    #[command(after_long_help = PROVISION_EXAMPLES)]
+    Provision(ProvisionArgs),
+    /// Hardware inventory as provisioning sees it
+    #[command(subcommand)]
+    Hw(HwCmd),
+}
+
+const PROVISION_EXAMPLES: &str = "\
+Examples:
+  # What would this machine become? Change nothing.
+  vaultctl provision --tier auto --dry-run
+
+  # Provision as tier-20 (exit 1 with one line naming what is missing if it does not fit)
+  vaultctl provision --tier tier-20
+
+  # Plan against a recorded description (from `vaultctl hw dump`), as JSON
+  vaultctl hw dump > server.toml
+  vaultctl provision --hardware server.toml --dry-run --json
+
+Provisioning never touches a disk: it plans which disks (by serial) form which array and which
+are hot spares, and writes that plan to the appliance config (TOML, written atomically), which
+the pools and ingest services read. Exit codes: 0 planned (and recorded unless --dry-run);
+1 the hardware does not fit (one line: the tier, what it needs, what was found), or a bad
+profile, description or config path.";
+
+const HW_DUMP_EXAMPLES: &str = "\
+Examples:
+  vaultctl hw dump                      # this machine, TOML
+  vaultctl hw dump --json
+  vaultctl hw dump --sysfs-root /tmp/fake/sys --proc-root /tmp/fake/proc > fixture.toml
+
+The output is the recorded hardware description (docs/hardware.md) that
+`vaultctl provision --hardware FILE` reads. Loop, ram, zram, dm, md, nbd and optical devices
+are left out.";
+
+/// Where the hardware description comes from.
+#[derive(Debug, Args)]
+pub struct HwSource {
+    /// The sysfs root to read disks from
+    #[arg(long, value_name = "DIR", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+    /// The procfs root to read meminfo and cpuinfo from
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The tier: "auto" (the largest tier this hardware satisfies) or a profile name (tier-5,
+    /// tier-10, ..., tier-100)
+    #[arg(long, value_name = "auto|tier-N", default_value = "auto")]
+    pub tier: String,
+    /// Print the plan; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read a recorded hardware description (TOML, or JSON when FILE ends in .json) instead of
+    /// this machine's sysfs and procfs
+    #[arg(long, value_name = "FILE")]
+    pub hardware: Option<PathBuf>,
+    /// Directory of hardware profiles (tier-*.toml)
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VAULT_PROFILES",
+        default_value = "/usr/share/tiervault/hardware-profiles"
+    )]
+    pub profiles: PathBuf,
+    /// The appliance config to write
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VAULT_APPLIANCE_CONFIG",
+        default_value = "/etc/tiervault/appliance.toml"
+    )]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub source: HwSource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HwCmd {
+    /// Print this machine's hardware description (disks from sysfs, RAM and CPUs from
+    /// procfs) in the format `provision --hardware` reads (TOML; JSON with --json)
+    #[command(after_long_help = HW_DUMP_EXAMPLES)]
+    Dump(HwSource),
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,9 @@
 mod backup;
 mod browse;
 mod gc;
+mod hw;
 mod init;
+mod provision;
 mod quickstart;
 mod replicate;
 mod restore;
@@ -35,5 +37,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Gc(a) => gc::gc(g, a),
         Command::Bench(a) => crate::bench::run(a, g.json, g.quiet).map(|()| Outcome::Ok),
         Command::Quickstart(a) => quickstart::run(g, a),
+        Command::Provision(a) => provision::run(g, a),
+        Command::Hw(crate::cli::HwCmd::Dump(a)) => hw::dump(g, a),
     }
 }

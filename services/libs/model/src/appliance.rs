@@ -1,0 +1,76 @@
+//! The appliance config `vaultctl provision` writes (default `/etc/tiervault/appliance.toml`)
+//! and the pools and ingest services read: the chosen tier and its plan.
+//!
+//! ```toml
+//! version = 1
+//!
+//! [plan]
+//! tier = "tier-5"
+//! usable-bytes = 6000000000000
+//! usable-tib = 5
+//! index-memory-bytes = 268435456
+//! dedup-cache-bytes = 8589934592
+//! unused = []
+//!
+//! [[plan.array]]
+//! name = "os0"
+//! role = "os"
+//! level = "raid10"
+//! [[plan.array.members]]
+//! serial = "T5-OS-0"
+//! device = "sda"
+//! size-bytes = 450098159616
+//! slot = 0
+//! # ...
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+
+pub const APPLIANCE_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApplianceConfig {
+    pub version: u32,
+    pub plan: Plan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplianceError {
+    #[error("{}: {message}", file.display())]
+    Parse { file: PathBuf, message: String },
+    #[error("{}: version: {found} is not supported (this build reads {APPLIANCE_SCHEMA})", file.display())]
+    Version { file: PathBuf, found: u32 },
+}
+
+impl ApplianceConfig {
+    pub fn new(plan: Plan) -> ApplianceConfig {
+        ApplianceConfig {
+            version: APPLIANCE_SCHEMA,
+            plan,
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Strings, integers and tables only: serialising cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<ApplianceConfig, ApplianceError> {
+        let c: ApplianceConfig = toml::from_str(text).map_err(|e| ApplianceError::Parse {
+            file: file.to_owned(),
+            message: e.message().replace('\n', " "),
+        })?;
+        if c.version != APPLIANCE_SCHEMA {
+            return Err(ApplianceError::Version {
+                file: file.to_owned(),
+                found: c.version,
+            });
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,9 @@
+//! Tiervault's narrow seams over the operating system. Every reader takes its roots (`/sys`,
+//! `/proc`, ...) as parameters, so tests run against fake trees; nothing here needs root.
+//!
+//! - [`hw`]: the machine's disks, memory and CPUs from sysfs and procfs, as a
+//!   [`HardwareDescription`](tiervault_model::HardwareDescription).
+
+pub mod hw;
+
+pub use hw::{read_hardware, HwError};

@@ -1,0 +1,123 @@
+//! `vaultctl provision`: match the hardware against a tier, print the plan and record it in
+//! the appliance config. Nothing here touches a disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tiervault_model::{
+    choose, ApplianceConfig, ByteSize, DiskRef, HardwareDescription, Plan, Profiles, TierRequest,
+};
+use tiervault_sys::read_hardware;
+
+use crate::cli::{Global, ProvisionArgs};
+use crate::output::print_json;
+use crate::Outcome;
+
+pub fn run(g: &Global, a: &ProvisionArgs) -> Result<Outcome> {
+    let profiles = Profiles::load_dir(&a.profiles)?;
+    let hw = match &a.hardware {
+        Some(file) => HardwareDescription::load(file)?,
+        None => read_hardware(&a.source.sysfs_root, &a.source.proc_root)?,
+    };
+    let request: TierRequest = a.tier.parse()?;
+    // A mismatch is the error line (exit 1), with or without --dry-run.
+    let plan = choose(&profiles, &hw, &request)?;
+    if !a.dry_run {
+        write_atomic(&a.config, &ApplianceConfig::new(plan.clone()).to_toml())?;
+    }
+    if g.json {
+        print_json(&json!({
+            "tier": plan.tier,
+            "requested": a.tier,
+            "dry_run": a.dry_run,
+            "config": a.config,
+            "written": !a.dry_run,
+            "plan": serde_json::to_value(&plan)?,
+        }));
+    } else if !g.quiet {
+        print_plan(&plan);
+        if a.dry_run {
+            println!("dry run: {} not written", a.config.display());
+        } else {
+            println!("wrote {}", a.config.display());
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn disk(d: &DiskRef) -> String {
+    match d.slot {
+        Some(s) => format!("{} [{}, bay {s}]", d.device, d.serial),
+        None => format!("{} [{}]", d.device, d.serial),
+    }
+}
+
+fn print_plan(p: &Plan) {
+    println!(
+        "{}: usable {} TiB ({}); index memory {}; dedup cache {}",
+        p.tier,
+        p.usable_tib,
+        ByteSize(p.usable_bytes).approx(false),
+        ByteSize(p.index_memory_bytes).approx(true),
+        ByteSize(p.dedup_cache_bytes).approx(true)
+    );
+    for a in &p.arrays {
+        println!(
+            "  array  {:<6} {:<6} {:>2} disks: {}",
+            a.name,
+            a.level.name(),
+            a.members.len(),
+            a.members.iter().map(disk).collect::<Vec<_>>().join(", ")
+        );
+    }
+    for s in &p.spares {
+        println!(
+            "  spare  {:<6} {}  (hot spare for {})",
+            s.role.name(),
+            disk(&s.disk),
+            s.arrays.join(", ")
+        );
+    }
+    if !p.unused.is_empty() {
+        println!("  unused {}", p.unused.join(", "));
+    }
+}
+
+/// Writes `text` to `path` so that a crash leaves the old file or the new one: a temporary
+/// file in the same directory, fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("--config {}: not a file name", path.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("{}: cannot write the appliance config", path.display()))
+}
