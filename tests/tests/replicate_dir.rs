@@ -97,3 +97,102 @@ fn a_directory_holding_another_vault_is_refused_and_left_alone() {
     );
     assert!(fs::read(plain.join("x")).is_ok());
 }
+
+/// The cache of ids a target holds is bounded by the hardware tier's dedup cache size (the
+/// appliance config `vaultctl provision` writes), by `--cache-mib`, or by the default.
+#[test]
+fn the_known_ids_cache_is_bounded_by_the_tier_or_the_flag() {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let vault = Vault::new();
+    let src = vault.scratch("src");
+    tree::bulk_files(&src, 50, 512..4_000, 0.5, 3);
+    vault.backup(&[&src]);
+
+    // An appliance provisioned as tier-5 (recorded hardware, the repository's profiles).
+    let appliance = vault.scratch("appliance.toml");
+    let provisioned = vault.json(
+        0,
+        [
+            "provision".as_ref(),
+            "--tier".as_ref(),
+            "tier-5".as_ref(),
+            "--profiles".as_ref(),
+            workspace.join("hardware-profiles").as_os_str(),
+            "--hardware".as_ref(),
+            workspace
+                .join("services/libs/model/testdata/hardware/tier-5.toml")
+                .as_os_str(),
+            "--config".as_ref(),
+            appliance.as_os_str(),
+        ],
+    );
+    let tier_bytes = provisioned["plan"]["dedup-cache-bytes"]
+        .as_u64()
+        .or_else(|| provisioned["plan"]["dedup_cache_bytes"].as_u64())
+        .unwrap_or_else(|| panic!("no dedup cache size in {provisioned}"));
+
+    let replicate = |to: &str, extra: &[&std::ffi::OsStr]| {
+        let rep = vault.scratch(to);
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["replicate".as_ref(), "--to".as_ref(), rep.as_os_str()];
+        args.extend_from_slice(extra);
+        vault.json(0, args)["cache"].clone()
+    };
+    let from_tier = replicate(
+        "r1",
+        &["--appliance-config".as_ref(), appliance.as_os_str()],
+    );
+    assert_eq!(from_tier["bound_bytes"], tier_bytes, "{from_tier}");
+    assert_eq!(
+        from_tier["bound_from"],
+        appliance.display().to_string(),
+        "{from_tier}"
+    );
+    assert!(
+        from_tier["ids"].as_u64().is_some_and(|n| n > 0),
+        "{from_tier}"
+    );
+
+    let flag = replicate(
+        "r2",
+        &[
+            "--cache-mib".as_ref(),
+            "1".as_ref(),
+            "--appliance-config".as_ref(),
+            appliance.as_os_str(),
+        ],
+    );
+    assert_eq!(flag["bound_bytes"], 1 << 20, "{flag}");
+    assert_eq!(flag["bound_from"], "--cache-mib", "{flag}");
+
+    let none = vault.scratch("no-such-appliance.toml");
+    let default = replicate("r3", &["--appliance-config".as_ref(), none.as_os_str()]);
+    assert_eq!(default["bound_bytes"], 4u64 << 30, "{default}");
+    assert_eq!(default["bound_from"], "default", "{default}");
+
+    // A damaged appliance config is named, not silently replaced by the default.
+    let bad = vault.scratch("bad-appliance.toml");
+    fs::write(&bad, "version = 1\n[plan]\ntier = 5\n").expect("writing a bad config");
+    let rep = vault.scratch("r4");
+    let out = vault.run([
+        "replicate".as_ref(),
+        "--to".as_ref(),
+        rep.as_os_str(),
+        "--appliance-config".as_ref(),
+        bad.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&bad.display().to_string()),
+        "a bad appliance config must fail naming it: {err}"
+    );
+    let zero = vault.run(["replicate", "--to", "x", "--cache-mib", "0"]);
+    let err = String::from_utf8_lossy(&zero.stderr);
+    assert!(
+        !zero.status.success() && err.contains("--cache-mib"),
+        "--cache-mib 0 must be refused naming the flag: {err}"
+    );
+}

@@ -160,7 +160,7 @@ pub struct ProvisionArgs {
         long,
         value_name = "FILE",
         env = "VAULT_APPLIANCE_CONFIG",
-        default_value = "/etc/tiervault/appliance.toml"
+        default_value = tiervault_model::DEFAULT_APPLIANCE_CONFIG
     )]
     pub config: PathBuf,
     #[command(flatten)]
@@ -320,6 +320,20 @@ pub struct ReplicateArgs {
     /// Unacknowledged bytes kept in flight to a remote, in MiB (more hides longer round trips)
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub window_mib: u64,
+    /// Memory bound of the cache of blob ids the target holds, in MiB (default: the hardware
+    /// tier's dedup cache size from the appliance config, else 4096); past it, some ids are
+    /// asked about again
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_mib: Option<u64>,
+    /// The appliance config `vaultctl provision` wrote (read for the cache bound; absent in
+    /// embedded mode)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VAULT_APPLIANCE_CONFIG",
+        default_value = tiervault_model::DEFAULT_APPLIANCE_CONFIG
+    )]
+    pub appliance_config: PathBuf,
 }
 
 /// Which snapshots to remove. Keep rules apply per set of backed-up paths, newest first,

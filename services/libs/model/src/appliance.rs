@@ -32,6 +32,9 @@ use crate::plan::Plan;
 
 pub const APPLIANCE_SCHEMA: u32 = 1;
 
+/// Where `vaultctl provision` writes the appliance config unless told otherwise.
+pub const DEFAULT_APPLIANCE_CONFIG: &str = "/etc/tiervault/appliance.toml";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApplianceConfig {
@@ -45,6 +48,12 @@ pub enum ApplianceError {
     Parse { file: PathBuf, message: String },
     #[error("{}: version: {found} is not supported (this build reads {APPLIANCE_SCHEMA})", file.display())]
     Version { file: PathBuf, found: u32 },
+    #[error("{}: reading: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ApplianceConfig {
@@ -58,6 +67,19 @@ impl ApplianceConfig {
     pub fn to_toml(&self) -> String {
         // Strings, integers and tables only: serialising cannot fail.
         toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Read the config at `file`; `Ok(None)` when there is none (an appliance not yet
+    /// provisioned, or embedded mode).
+    pub fn load_if_present(file: &Path) -> Result<Option<ApplianceConfig>, ApplianceError> {
+        match std::fs::read_to_string(file) {
+            Ok(text) => Self::parse(file, &text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ApplianceError::Read {
+                file: file.to_owned(),
+                source,
+            }),
+        }
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<ApplianceConfig, ApplianceError> {

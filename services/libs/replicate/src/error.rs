@@ -27,6 +27,8 @@ pub enum Error {
         pack: String,
         reason: String,
     },
+    #[error(transparent)]
+    Appliance(#[from] tiervault_model::ApplianceError),
     #[error("{path}: {op}")]
     Io {
         op: &'static str,

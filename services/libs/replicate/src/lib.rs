@@ -20,7 +20,7 @@ mod target;
 pub mod throttle;
 pub mod transfer;
 
-pub use cache::KnownCache;
+pub use cache::{budget as cache_budget, BudgetSource, KnownCache};
 pub use dir::DirTarget;
 pub use driver::{replicate, Options, Progress, Report};
 pub use error::{Error, Result};

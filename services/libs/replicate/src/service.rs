@@ -42,6 +42,17 @@ pub struct ServiceConfig {
     /// First wait after a failure (doubles up to 32×).
     #[serde(default = "default_retry")]
     pub retry_seconds: u64,
+    /// Memory bound of the cache of ids the target holds. Default: the tier's dedup cache
+    /// size from `appliance-config`, else 4 GiB.
+    #[serde(default)]
+    pub cache_bytes: Option<u64>,
+    /// The appliance config `vaultctl provision` wrote.
+    #[serde(default = "default_appliance_config")]
+    pub appliance_config: PathBuf,
+}
+
+fn default_appliance_config() -> PathBuf {
+    PathBuf::from(tiervault_model::DEFAULT_APPLIANCE_CONFIG)
 }
 
 fn default_poll() -> u64 {
@@ -60,6 +71,9 @@ impl ServiceConfig {
         }
         if c.poll_seconds == 0 || c.retry_seconds == 0 {
             return Err("poll-seconds and retry-seconds must be at least 1".into());
+        }
+        if c.cache_bytes == Some(0) {
+            return Err("cache-bytes must be at least 1 (omit it for the tier's size)".into());
         }
         Ok(c)
     }
@@ -137,7 +151,8 @@ pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
         } else {
             spec.cache_key()
         };
-        let mut cache = KnownCache::load(KnownCache::path_for(repo.root(), &key));
+        let (bound, _) = crate::cache::budget(cfg.cache_bytes, &cfg.appliance_config)?;
+        let mut cache = KnownCache::load_within(KnownCache::path_for(repo.root(), &key), bound);
         let report = replicate(
             &repo,
             &mut *target,
@@ -174,6 +189,7 @@ pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn config_parses_and_names_bad_fields() {
@@ -194,5 +210,19 @@ mod tests {
         assert!(e.contains("poll-seconds"), "{e}");
         let e = ServiceConfig::parse("version = 1\nto = \"x\"\n").expect_err("no vault");
         assert!(e.contains("vault"), "{e}");
+        assert_eq!(c.cache_bytes, None);
+        assert_eq!(
+            c.appliance_config,
+            Path::new(tiervault_model::DEFAULT_APPLIANCE_CONFIG)
+        );
+        let e = ServiceConfig::parse("version = 1\nvault = \"v\"\nto = \"x\"\ncache-bytes = 0\n")
+            .expect_err("zero cache");
+        assert!(e.contains("cache-bytes"), "{e}");
+        let c = ServiceConfig::parse(
+            "version = 1\nvault = \"v\"\nto = \"x\"\ncache-bytes = 1048576\nappliance-config = \"/a.toml\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.cache_bytes, Some(1 << 20));
+        assert_eq!(c.appliance_config, Path::new("/a.toml"));
     }
 }

@@ -175,7 +175,7 @@ pub fn run(args: &BenchArgs, json: bool, quiet: bool) -> Result<()> {
         notes.push(msg.to_string());
     }
     notes.push(
-        "both tools read a warm page cache; sync(2) runs before every timed step".to_string(),
+        "both tools read a warm page cache (a vault or repository is read once, untimed, before each restore); sync(2) runs before every timed step".to_string(),
     );
     if restic.is_some() {
         notes.push(

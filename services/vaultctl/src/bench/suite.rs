@@ -98,6 +98,27 @@ fn sync_all() {
     rustix::fs::sync();
 }
 
+/// Read every file under `dir` once (untimed) so a restore reads the vault or repository from
+/// the page cache: we write packs with O_DIRECT (uncached) and restic writes through the
+/// cache, so without this the two restores would not start from the same state.
+fn warm(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => warm(&path),
+            Ok(t) if t.is_file() => {
+                if let Ok(mut f) = fs::File::open(&path) {
+                    let _ = std::io::copy(&mut f, &mut std::io::sink());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn rm(path: &Path) {
     if path.is_dir() {
         let _ = fs::remove_dir_all(path);
@@ -243,6 +264,7 @@ impl Suite {
         expected: &Digest,
     ) {
         rm(target);
+        warm(repo);
         let ok = self.step(run, dataset, tool, "restore", cmd, expected.bytes, repo);
         if ok {
             self.progress.set(format!(

@@ -9,7 +9,7 @@ use tiervault_replicate::status::{self, RunStatus};
 use tiervault_replicate::throttle::{
     Limiter, Rate, RateSource, Schedule, ScheduleSource, SystemClock,
 };
-use tiervault_replicate::{replicate, KnownCache, Options, Progress, TargetSpec};
+use tiervault_replicate::{replicate, BudgetSource, KnownCache, Options, Progress, TargetSpec};
 use tiervault_store::Id;
 
 use crate::cli::{ExportArgs, Global, ImportArgs, PullArgs, ReplicateArgs};
@@ -69,7 +69,10 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         // One cache per tenant the server bound our certificate to.
         cache_key = target.describe();
     }
-    let mut cache = KnownCache::load(KnownCache::path_for(repo.root(), &cache_key));
+    let (cache_bound, bound_source) =
+        tiervault_replicate::cache_budget(a.cache_mib.map(|m| m << 20), &a.appliance_config)?;
+    let mut cache =
+        KnownCache::load_within(KnownCache::path_for(repo.root(), &cache_key), cache_bound);
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     let ticker = Ticker::start(!g.quiet && !g.json, move || {
@@ -103,6 +106,15 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
             "blobs_cached": report.blobs_cached,
             "have_queries": report.have_queries,
             "wire_bytes": target.bytes_sent(),
+            "cache": {
+                "ids": cache.len(),
+                "bound_bytes": cache_bound,
+                "bound_from": match &bound_source {
+                    BudgetSource::Explicit => "--cache-mib".to_owned(),
+                    BudgetSource::Appliance(p) => p.display().to_string(),
+                    BudgetSource::Default => "default".to_owned(),
+                },
+            },
         }));
     } else if !g.quiet {
         println!(
