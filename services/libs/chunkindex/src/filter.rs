@@ -4,18 +4,14 @@
 //! one bit is set in each of the block's eight 64-bit words, chosen by 6-bit fields of key bytes
 //! 24..30. Keys are keyed BLAKE3 outputs, so their bytes serve directly as the hash.
 
+use crate::le::le_u64;
+
 /// Bits set per key (one per word of a block).
 pub(crate) const WORDS: usize = 8;
 pub(crate) const BLOCK_BYTES: usize = WORDS * 8;
 
 pub(crate) struct Filter {
     blocks: Vec<[u64; WORDS]>,
-}
-
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
 
 impl Filter {

@@ -32,6 +32,7 @@ mod cache;
 mod error;
 mod filter;
 mod index;
+mod le;
 mod manifest;
 mod memtable;
 mod run;

@@ -1,6 +1,7 @@
 //! The manifest: the one file whose atomic replacement commits the index
 //! (docs/chunkindex.md, "Manifest").
 
+use crate::le::{le_u32, le_u64};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -32,15 +33,6 @@ pub(crate) struct Manifest {
     /// Oldest first: a key in a later run shadows the same key in an earlier one.
     pub(crate) runs: Vec<RunRef>,
     pub(crate) watermark: Vec<u8>,
-}
-
-fn le_u32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
 
 impl Manifest {

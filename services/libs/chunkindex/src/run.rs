@@ -2,6 +2,7 @@
 //! followed by the page fence table, the run's filter and a footer (docs/chunkindex.md,
 //! "Run files").
 
+use crate::le::{le_u16, le_u32, le_u64};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -36,18 +37,6 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     (hex.len() == 16)
         .then(|| u64::from_str_radix(hex, 16).ok())
         .flatten()
-}
-
-fn le_u16(b: &[u8]) -> u16 {
-    u16::from_le_bytes([b[0], b[1]])
-}
-fn le_u32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
 
 /// CRC-32 (IEEE) of everything before the checksum field: media damage, torn writes and
