@@ -1007,3 +1007,45 @@ fn silent_peers_are_closed_after_the_idle_timeout() {
     );
     server.wait_log(mark, &["acme", "nothing received for 2s"]);
 }
+
+#[test]
+fn connections_beyond_the_limit_are_refused_until_one_closes() {
+    let pki = Pki::new();
+    let server = RemoteServer::start_with(&pki, &[TenantConf::new("acme")], "max-connections = 1");
+    let cert = pki.client("acme");
+    let connect = || RawClient::connect(&server, &cert, &server.ca_pem());
+    let mut first = connect().expect("the first connection is served");
+    match first.hello([7; 32]) {
+        Ok(Message::Welcome { .. }) => {}
+        other => panic!("Hello: expected Welcome, got {other:?}"),
+    }
+    let mark = server.log_mark();
+    match connect() {
+        Err(_) => {}
+        Ok(mut c) => {
+            // TLS 1.3 lets a client finish its side before the server has spoken: the
+            // refusal then shows as the connection ending without a reply.
+            assert!(
+                c.hello([7; 32]).is_err(),
+                "a second connection over max-connections = 1 was served"
+            );
+        }
+    }
+    server.wait_log(mark, &["at the connection limit (1)"]);
+    let _ = first.shutdown();
+    drop(first);
+    // The slot is given back when the first connection ends.
+    let deadline = std::time::Instant::now() + common::remote::IO_TIMEOUT;
+    loop {
+        if let Ok(mut c) = connect() {
+            if matches!(c.hello([7; 32]), Ok(Message::Welcome { .. })) {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection was served after the first one closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -5,6 +5,7 @@
 //! listen = "0.0.0.0:7443"
 //! data-dir = "/var/lib/tiervault-remote"
 //! idle-timeout = "15min"   # close a connection that sends nothing for this long (s, min, h)
+//! max-connections = 256    # connections served at once; more are refused before TLS
 //! [tls]
 //! ca = "ca.pem"            # issues the appliances' client certificates
 //! cert = "server.pem"
@@ -42,6 +43,8 @@ struct Raw {
     data_dir: PathBuf,
     #[serde(default)]
     idle_timeout: Option<String>,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
     tls: RawTls,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
@@ -78,6 +81,14 @@ pub struct TenantPolicy {
     pub keep: Option<KeepPolicy>,
 }
 
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+/// Default for `max-connections`: each connection holds a blocking thread and up to 64
+/// queued requests, so the bound keeps a flood from exhausting threads or memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
 /// Default for `idle-timeout`: long enough for a client paused by a bandwidth window to keep
 /// its session, short enough that abandoned connections do not pile up.
 pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -92,6 +103,8 @@ pub struct Config {
     /// A connection that sends nothing for this long is closed (also bounds the TLS
     /// handshake, together with [`HANDSHAKE_TIMEOUT`]).
     pub idle_timeout: std::time::Duration,
+    /// Connections served at once (handshakes included); more are closed at once.
+    pub max_connections: usize,
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -131,6 +144,9 @@ impl Config {
             Some(t) => parse_timeout(t).map_err(|e| invalid(format!("idle-timeout: {e}")))?,
             None => DEFAULT_IDLE_TIMEOUT,
         };
+        if raw.max_connections == 0 {
+            return Err(invalid("max-connections: must be at least 1".into()));
+        }
         let mut tenants = BTreeMap::new();
         for (name, t) in raw.tenants {
             tiervault_tls::Tenant::parse(&name)
@@ -153,6 +169,7 @@ impl Config {
             listen: raw.listen,
             data_dir: abs(&raw.data_dir),
             idle_timeout,
+            max_connections: raw.max_connections,
             ca: abs(&raw.tls.ca),
             cert: abs(&raw.tls.cert),
             key: abs(&raw.tls.key),
@@ -207,6 +224,13 @@ mod tests {
         .expect_err("bad tenant");
         assert!(e.to_string().contains("Bad_Name"), "{e}");
         assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let e = Config::parse(
+            "version = 1\nlisten = \"x\"\ndata-dir = \"d\"\nmax-connections = 0\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            Path::new("r.toml"),
+        )
+        .expect_err("zero connections");
+        assert!(e.to_string().contains("max-connections"), "{e}");
         assert_eq!(parse_timeout("90s"), Ok(std::time::Duration::from_secs(90)));
         assert_eq!(
             parse_timeout("15min"),

@@ -32,6 +32,8 @@ pub struct Server {
     cfg: Arc<Config>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    /// One permit per connection being served, handshake included.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Server {
@@ -44,6 +46,7 @@ impl Server {
                 source,
             })?;
         Ok(Server {
+            slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             cfg: Arc::new(cfg),
             listener,
             acceptor: TlsAcceptor::from(tls),
@@ -65,9 +68,21 @@ impl Server {
                 }
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                            // Closed before TLS: a client reads a cut link and retries later.
+                            tracing::warn!(
+                                "refused {peer}: at the connection limit ({})",
+                                self.cfg.max_connections
+                            );
+                            drop(tcp);
+                            continue;
+                        };
                         let cfg = self.cfg.clone();
                         let acceptor = self.acceptor.clone();
-                        tokio::spawn(async move { serve(cfg, acceptor, tcp, peer).await });
+                        tokio::spawn(async move {
+                            serve(cfg, acceptor, tcp, peer).await;
+                            drop(slot);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
