@@ -40,6 +40,9 @@ pub enum Error {
     /// Another process (or handle) holds the directory's lock.
     #[error("{path}: chunk index is in use by another handle")]
     Locked { path: PathBuf },
+    /// A change was asked of a handle opened with `open_reader`.
+    #[error("{path}: chunk index opened read-only (another process maintains it)")]
+    ReadOnly { path: PathBuf },
     /// An invalid argument (an option out of range, a watermark too long).
     #[error("invalid argument: {0}")]
     Invalid(&'static str),

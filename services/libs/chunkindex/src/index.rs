@@ -65,7 +65,8 @@ pub struct Stats {
 /// `RwLock`).
 pub struct ChunkIndex {
     dir: PathBuf,
-    _lock: File,
+    /// The directory's exclusive lock; None for a reader (`open_reader`).
+    lock: Option<File>,
     opts: Options,
     /// Oldest first; a key in a later run shadows the same key in an earlier one.
     runs: Vec<Run>,
@@ -79,13 +80,13 @@ pub struct ChunkIndex {
 }
 
 impl ChunkIndex {
-    /// Open (or create) the index in `dir`. Files not named by the last committed manifest are
-    /// removed: the index comes back exactly as of its last [`commit`](Self::commit).
+    /// Open (or create) the index in `dir` for reading and writing; one such handle per
+    /// directory at a time (`Locked` otherwise). Files not named by the last committed
+    /// manifest are removed: the index comes back exactly as of its last
+    /// [`commit`](Self::commit).
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<ChunkIndex> {
         let dir = dir.as_ref().to_path_buf();
-        if !(6..=32).contains(&opts.bits_per_entry) {
-            return Err(Error::Invalid("bits_per_entry must be within 6..=32"));
-        }
+        check_options(&opts)?;
         std::fs::create_dir_all(&dir).ctx("create", &dir)?;
         let lock = lock_dir(&dir)?;
         let committed = Manifest::load(&dir)?.unwrap_or(Manifest {
@@ -93,7 +94,43 @@ impl ChunkIndex {
             ..Manifest::default()
         });
         remove_strays(&dir, &committed)?;
+        Self::load(dir, opts, committed, Some(lock))
+    }
 
+    /// Open the index as of its last commit for lookups only, beside the one writer (any
+    /// number of readers; no lock taken, nothing removed). A writer's later commits are not
+    /// seen (open again for that); run files it deletes stay readable through the open
+    /// descriptors. A missing directory is an empty index.
+    pub fn open_reader(dir: impl AsRef<Path>, opts: Options) -> Result<ChunkIndex> {
+        let dir = dir.as_ref().to_path_buf();
+        check_options(&opts)?;
+        let mut attempts = 0;
+        loop {
+            let committed = match Manifest::load(&dir) {
+                Ok(m) => m.unwrap_or_default(),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Manifest::default()
+                }
+                Err(e) => return Err(e),
+            };
+            match Self::load(dir.clone(), opts.clone(), committed, None) {
+                // A writer replaced a run between our reading the manifest and opening it.
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 8 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn load(
+        dir: PathBuf,
+        opts: Options,
+        committed: Manifest,
+        lock: Option<File>,
+    ) -> Result<ChunkIndex> {
         let cache_bytes = opts
             .cache_bytes
             .unwrap_or((opts.budget_bytes / 32).min(16 << 20));
@@ -125,7 +162,7 @@ impl ChunkIndex {
         }
         let mut index = ChunkIndex {
             dir,
-            _lock: lock,
+            lock,
             len: committed.len,
             next_seq: committed.next_seq,
             committed,
@@ -135,7 +172,9 @@ impl ChunkIndex {
             cache,
             poisoned: false,
         };
-        index.mem = MemTable::with_capacity(index.mem_slots() as usize);
+        if index.lock.is_some() {
+            index.mem = MemTable::with_capacity(index.mem_slots() as usize);
+        }
         Ok(index)
     }
 
@@ -182,6 +221,16 @@ impl ChunkIndex {
         }
     }
 
+    fn check_writable(&self) -> Result<()> {
+        self.check()?;
+        if self.lock.is_none() {
+            return Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn fixed_bytes(&self) -> u64 {
         self.runs.iter().map(Run::table_bytes).sum::<u64>() + self.cache.bytes() + IO_RESERVE
     }
@@ -210,7 +259,7 @@ impl ChunkIndex {
     /// memory; durable after the next [`commit`](Self::commit). May flush the buffer to a run
     /// file (and merge runs), and reads the disk when a filter cannot rule the key out.
     pub fn insert(&mut self, key: &[u8; 32], value: [u8; 16]) -> Result<bool> {
-        self.check()?;
+        self.check_writable()?;
         if self.mem.capacity() == 0 {
             let slots = self.mem_slots();
             if slots == 0 {
@@ -355,7 +404,7 @@ impl ChunkIndex {
     /// naming the live runs and `watermark` (at most 64 KiB; opaque to the index). On return
     /// the index as it is now survives a crash.
     pub fn commit(&mut self, watermark: &[u8]) -> Result<()> {
-        self.check()?;
+        self.check_writable()?;
         if watermark.len() > manifest::MAX_WATERMARK {
             return Err(Error::Invalid("watermark longer than 64 KiB"));
         }
@@ -389,7 +438,7 @@ impl ChunkIndex {
     /// Keep only the entries for which `keep` returns true, rewriting all runs into one (a
     /// full compaction). Returns the number of entries dropped. Durable at the next commit.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8; 32], &[u8; 16]) -> bool) -> Result<u64> {
-        self.check()?;
+        self.check_writable()?;
         self.flush()?;
         if self.runs.is_empty() {
             return Ok(0);
@@ -404,7 +453,7 @@ impl ChunkIndex {
     /// Drop every entry (the start of a rebuild: clear, insert everything, commit).
     /// Durable at the next commit.
     pub fn clear(&mut self) -> Result<()> {
-        self.check()?;
+        self.check_writable()?;
         for run in std::mem::take(&mut self.runs) {
             self.discard(run)?;
         }
@@ -554,6 +603,13 @@ fn remove_file(path: &Path) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
         _ => Ok(()),
     }
+}
+
+fn check_options(opts: &Options) -> Result<()> {
+    if !(6..=32).contains(&opts.bits_per_entry) {
+        return Err(Error::Invalid("bits_per_entry must be within 6..=32"));
+    }
+    Ok(())
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
