@@ -121,6 +121,31 @@ impl Fixture {
         self.assert_healthy(&snaps);
     }
 
+    /// A new session sends the fresh blobs the server lacks and commits the fresh snapshot
+    /// (what an appliance does after a cut); the tenant is then healthy with it.
+    fn resume_and_commit_fresh(&mut self, when: &str) {
+        let mut c = self.session();
+        let all: Vec<[u8; 32]> = self.fresh.iter().map(|b| b.id).collect();
+        let held = c.have(&all);
+        let missing: Vec<WireBlob> = self
+            .fresh
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| !**h)
+            .map(|(b, _)| b.clone())
+            .collect();
+        for batch in batches(&missing) {
+            c.put_blobs(&batch);
+        }
+        let (id, file) = self.fresh_snapshot.clone();
+        match c.request(Message::PutSnapshot { id, file }) {
+            Ok(Message::Ok) => {}
+            other => panic!("PutSnapshot {when}: expected Ok, got {other:?}"),
+        }
+        drop(c);
+        self.assert_fresh_committed();
+    }
+
     /// Healthy, holding the setup's snapshots and the fresh one.
     fn assert_fresh_committed(&mut self) {
         let mut snaps = self.pushed.snapshots.clone();
@@ -906,25 +931,7 @@ fn a_client_cut_mid_batch_leaves_a_consistent_vault_and_can_resume() {
     f.assert_unchanged();
 
     // The appliance resumes: sends what is missing, then the snapshot.
-    let mut c = f.session();
-    let held = c.have(&ids);
-    let missing: Vec<WireBlob> = f
-        .fresh
-        .iter()
-        .zip(&held)
-        .filter(|(_, h)| !**h)
-        .map(|(b, _)| b.clone())
-        .collect();
-    for batch in batches(&missing) {
-        c.put_blobs(&batch);
-    }
-    let (sid, file) = f.fresh_snapshot.clone();
-    match c.request(Message::PutSnapshot { id: sid, file }) {
-        Ok(Message::Ok) => {}
-        other => panic!("PutSnapshot after resuming: expected Ok, got {other:?}"),
-    }
-    drop(c);
-    f.assert_fresh_committed();
+    f.resume_and_commit_fresh("after resuming");
 }
 
 #[test]
@@ -952,26 +959,7 @@ fn a_server_killed_mid_session_keeps_what_it_acknowledged() {
     drop(c);
     f.assert_unchanged();
 
-    let mut c = f.session();
-    let all: Vec<[u8; 32]> = f.fresh.iter().map(|b| b.id).collect();
-    let held = c.have(&all);
-    let missing: Vec<WireBlob> = f
-        .fresh
-        .iter()
-        .zip(&held)
-        .filter(|(_, h)| !**h)
-        .map(|(b, _)| b.clone())
-        .collect();
-    if !missing.is_empty() {
-        c.put_blobs(&missing);
-    }
-    let (sid, file) = f.fresh_snapshot.clone();
-    match c.request(Message::PutSnapshot { id: sid, file }) {
-        Ok(Message::Ok) => {}
-        other => panic!("PutSnapshot after the restart: expected Ok, got {other:?}"),
-    }
-    drop(c);
-    f.assert_fresh_committed();
+    f.resume_and_commit_fresh("after the restart");
 }
 
 #[test]
