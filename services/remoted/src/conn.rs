@@ -150,7 +150,7 @@ impl Conn {
             tracing::error!(tenant = %self.tenant, "opening the tenant's vault: {e}");
             err(ErrorCode::Internal, "the tenant's vault cannot be opened")
         })?;
-        self.used = repo.index().packs.iter().map(|p| p.len).sum();
+        self.used = repo.index().live_packs().map(|p| p.len).sum();
         let ing = Ingest::new(&repo).with_pack_target(FLUSH_BYTES);
         self.repo = Some((repo, ing));
         Ok(())
@@ -202,8 +202,12 @@ impl Conn {
                 None => err(ErrorCode::NotFound, "this tenant holds no vault yet"),
             },
             Message::Have { ids } => match &self.repo {
-                Some((r, i)) => Message::HaveReply {
-                    held: ids.iter().map(|id| i.has(r, &Id(*id))).collect(),
+                Some((r, i)) => match ids.iter().map(|id| i.has(r, &Id(*id))).collect() {
+                    Ok(held) => Message::HaveReply { held },
+                    Err(e) => {
+                        tracing::error!(tenant = %self.tenant, "index lookup: {e}");
+                        err(ErrorCode::Internal, "the tenant's index cannot be read")
+                    }
                 },
                 None => Message::HaveReply {
                     held: vec![false; ids.len()],

@@ -43,6 +43,26 @@ pub struct Global {
     /// Use the raw key in FILE instead of a passphrase (init creates FILE when absent)
     #[arg(long, global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Memory the chunk index may hold, in MiB (default: the hardware tier's index budget
+    /// from the appliance config, else 256; at least 16)
+    #[arg(
+        long,
+        global = true,
+        env = "VAULT_INDEX_MIB",
+        value_name = "MIB",
+        value_parser = clap::value_parser!(u64).range(16..)
+    )]
+    pub index_mib: Option<u64>,
+    /// The appliance config `vaultctl provision` wrote: the tier's index budget and dedup
+    /// cache size (absent in embedded mode)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "VAULT_APPLIANCE_CONFIG",
+        default_value = tiervault_model::DEFAULT_APPLIANCE_CONFIG
+    )]
+    pub appliance_config: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +113,18 @@ pub enum Command {
     /// Hardware inventory as provisioning sees it
     #[command(subcommand)]
     Hw(HwCmd),
+    /// The chunk index cache: its state, or a rebuild from the index parts
+    #[command(subcommand)]
+    Index(IndexCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCmd {
+    /// Show the index cache (entries, size on disk, parts absorbed) and the memory budget
+    Status,
+    /// Rebuild the index cache from the index parts (after damage, or to compact it); the
+    /// vault stays usable meanwhile
+    Rebuild,
 }
 
 const PROVISION_EXAMPLES: &str = "\
@@ -325,15 +357,6 @@ pub struct ReplicateArgs {
     /// asked about again
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_mib: Option<u64>,
-    /// The appliance config `vaultctl provision` wrote (read for the cache bound; absent in
-    /// embedded mode)
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "VAULT_APPLIANCE_CONFIG",
-        default_value = tiervault_model::DEFAULT_APPLIANCE_CONFIG
-    )]
-    pub appliance_config: PathBuf,
 }
 
 /// Which snapshots to remove. Keep rules apply per set of backed-up paths, newest first,

@@ -322,10 +322,15 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Visits every entry under `root` (not `root` itself), not following symlinks, with its
-/// `lstat`. Panics on I/O errors: the walked trees are the tests' own.
+/// `lstat`. Panics on I/O errors: the walked trees are the tests' own. Entries that vanish
+/// while walked are skipped (a server still cleaning up after a killed client).
 pub fn walk(root: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) {
-    let entries =
-        fs::read_dir(root).unwrap_or_else(|e| panic!("reading directory {}: {e}", show_path(root)));
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if gone(&e) => return,
+        Err(e) => panic!("reading directory {}: {e}", show_path(root)),
+    };
     let mut paths: Vec<PathBuf> = entries
         .map(|e| {
             e.unwrap_or_else(|e| panic!("listing {}: {e}", show_path(root)))
@@ -334,8 +339,11 @@ pub fn walk(root: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) {
         .collect();
     paths.sort();
     for p in paths {
-        let md =
-            fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", show_path(&p)));
+        let md = match fs::symlink_metadata(&p) {
+            Ok(md) => md,
+            Err(e) if gone(&e) => continue,
+            Err(e) => panic!("lstat {}: {e}", show_path(&p)),
+        };
         f(&p, &md);
         if md.is_dir() {
             walk(&p, f);

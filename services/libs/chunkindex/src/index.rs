@@ -32,6 +32,10 @@ pub struct Options {
     /// Threads `get_many` reads pages with: the reads in flight. Default 8; devices with
     /// deep queues (NVMe) gain from more.
     pub read_threads: usize,
+    /// Most entries the insert buffer holds before it is flushed (`None`: as many as the
+    /// budget allows). A writer that will insert few entries sets it so that opening does not
+    /// allocate the whole budget.
+    pub max_buffer_entries: Option<u64>,
 }
 
 impl Options {
@@ -41,6 +45,7 @@ impl Options {
             bits_per_entry: 16,
             cache_bytes: None,
             read_threads: 8,
+            max_buffer_entries: None,
         }
     }
 }
@@ -248,6 +253,9 @@ impl ChunkIndex {
                 hi = mid;
             }
         }
+        if let Some(max) = self.opts.max_buffer_entries {
+            lo = lo.min((max.saturating_mul(8) / 6 + 1).max(MIN_SLOTS));
+        }
         if lo < MIN_SLOTS {
             0
         } else {
@@ -255,10 +263,21 @@ impl ChunkIndex {
         }
     }
 
-    /// Insert or overwrite `key`. Returns true when the key was not in the index. Buffered in
-    /// memory; durable after the next [`commit`](Self::commit). May flush the buffer to a run
-    /// file (and merge runs), and reads the disk when a filter cannot rule the key out.
-    pub fn insert(&mut self, key: &[u8; 32], value: [u8; 16]) -> Result<bool> {
+    /// Change [`Options::max_buffer_entries`]. An empty insert buffer is resized at once;
+    /// a filled one at its next flush.
+    pub fn set_max_buffer_entries(&mut self, max: Option<u64>) {
+        self.opts.max_buffer_entries = max;
+        if self.lock.is_some() && self.mem.len() == 0 {
+            self.mem = MemTable::with_capacity(0);
+            self.mem = MemTable::with_capacity(self.mem_slots() as usize);
+        }
+    }
+
+    /// Insert or overwrite `key`. Returns the value it replaced (`None` when the key is new).
+    /// Buffered in memory; durable after the next [`commit`](Self::commit). May flush the
+    /// buffer to a run file (and merge runs), and reads the disk when a filter cannot rule
+    /// the key out.
+    pub fn insert(&mut self, key: &[u8; 32], value: [u8; 16]) -> Result<Option<[u8; 16]>> {
         self.check_writable()?;
         if self.mem.capacity() == 0 {
             let slots = self.mem_slots();
@@ -270,19 +289,18 @@ impl ChunkIndex {
             }
             self.mem = MemTable::with_capacity(slots as usize);
         }
-        let new = if self.mem.get(key).is_some() {
-            false
-        } else {
-            self.get_from_runs(key)?.is_none()
+        let old = match self.mem.get(key) {
+            Some(v) => Some(v),
+            None => self.get_from_runs(key)?,
         };
         self.mem.insert(key, value);
-        if new {
+        if old.is_none() {
             self.len += 1;
         }
         if self.mem.is_full() {
             self.flush()?;
         }
-        Ok(new)
+        Ok(old)
     }
 
     /// The value of `key`. A "present" answer always comes from the full key, read back from
@@ -468,6 +486,16 @@ impl ChunkIndex {
     pub fn iter(&mut self) -> Result<Iter<'_>> {
         self.check()?;
         self.flush()?;
+        self.iter_committed()
+    }
+
+    /// All entries in key order, through a shared reference: for readers (`open_reader`) and
+    /// writers whose insert buffer is empty (`Invalid` otherwise: commit first).
+    pub fn iter_committed(&self) -> Result<Iter<'_>> {
+        self.check()?;
+        if self.mem.len() != 0 {
+            return Err(Error::Invalid("buffered inserts: commit before iterating"));
+        }
         let chunk = chunk_pages(self.runs.len());
         let readers = self
             .runs

@@ -8,7 +8,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let mut index = ChunkIndex::open(dir.path(), Options::with_budget(64 << 20))?;
 //! let id = *blake3::hash(b"a chunk").as_bytes();
-//! assert!(index.insert(&id, [7; 16])?);
+//! assert_eq!(index.insert(&id, [7; 16])?, None);
 //! index.commit(b"packs up to #17")?;
 //! drop(index);
 //!

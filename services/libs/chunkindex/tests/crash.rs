@@ -465,3 +465,31 @@ fn a_reader_of_a_missing_directory_is_empty_and_creates_nothing() {
     assert_eq!(r.get(&key(1)).expect("get"), None);
     assert!(!dir.exists());
 }
+
+#[test]
+fn a_capped_insert_buffer_allocates_little_and_iter_committed_needs_a_commit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let big = Options::with_budget(256 << 20);
+    let mut capped = big.clone();
+    capped.max_buffer_entries = Some(2_000);
+    let mut w = ChunkIndex::open(tmp.path(), capped).expect("open");
+    // The buffer holds 2000 entries (48 B slots at 75 % load), not the budget's worth.
+    let buffer = w.memory_used() - IO_RESERVE - (big.budget_bytes / 32).min(16 << 20);
+    assert!(buffer < 200 << 10, "buffer of {buffer} bytes");
+    fill(&mut w, 0..5_000);
+    assert!(w.stats().runs >= 1, "the cap flushes to runs");
+    assert!(w.iter_committed().is_err(), "buffered entries are refused");
+    w.commit(b"c").expect("commit");
+    let n = w.iter_committed().expect("iter").count();
+    assert_eq!(n, 5_000);
+    assert_eq!(w.insert(&key(7), val(8)).expect("insert"), Some(val(7)));
+    assert_eq!(w.insert(&key(9_999), val(1)).expect("insert"), None);
+    w.commit(b"d").expect("commit");
+    w.set_max_buffer_entries(None);
+    let grown = w.memory_used();
+    assert!(
+        grown > 100 << 20,
+        "an uncapped buffer takes the budget: {grown}"
+    );
+    assert!(grown <= big.budget_bytes);
+}

@@ -68,14 +68,14 @@ fn run(dir: &Path, ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::Insert(k, v) => {
-                let new = index.insert(&key(k), [v; 16]).expect("insert");
-                assert_eq!(new, model.insert(key(k), [v; 16]).is_none());
+                let old = index.insert(&key(k), [v; 16]).expect("insert");
+                assert_eq!(old, model.insert(key(k), [v; 16]));
             }
             Op::InsertMany(start, n, v) => {
                 for k in start..start + n {
                     let val = [v.wrapping_add(k as u8); 16];
-                    let new = index.insert(&key(k), val).expect("insert");
-                    assert_eq!(new, model.insert(key(k), val).is_none());
+                    let old = index.insert(&key(k), val).expect("insert");
+                    assert_eq!(old, model.insert(key(k), val));
                 }
             }
             Op::Commit(w) => {

@@ -96,3 +96,34 @@ impl ApplianceConfig {
         Ok(c)
     }
 }
+
+/// Where a memory setting came from (for logs and `--json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    /// Set by the operator (a command-line flag or a service's config).
+    Explicit,
+    /// The hardware tier's plan in this appliance config.
+    Appliance(PathBuf),
+    /// Neither: the built-in default.
+    Default,
+}
+
+/// A per-appliance setting: `explicit` if given, else `from_plan` of the appliance config at
+/// `appliance` when it exists, else `default`.
+pub fn setting(
+    explicit: Option<u64>,
+    appliance: &Path,
+    from_plan: impl Fn(&Plan) -> u64,
+    default: u64,
+) -> Result<(u64, SettingSource), ApplianceError> {
+    if let Some(b) = explicit {
+        return Ok((b, SettingSource::Explicit));
+    }
+    Ok(match ApplianceConfig::load_if_present(appliance)? {
+        Some(c) => (
+            from_plan(&c.plan),
+            SettingSource::Appliance(appliance.to_path_buf()),
+        ),
+        None => (default, SettingSource::Default),
+    })
+}

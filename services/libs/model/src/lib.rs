@@ -30,7 +30,10 @@ mod profiles;
 mod size;
 mod validate;
 
-pub use appliance::{ApplianceConfig, ApplianceError, APPLIANCE_SCHEMA, DEFAULT_APPLIANCE_CONFIG};
+pub use appliance::{
+    setting, ApplianceConfig, ApplianceError, SettingSource, APPLIANCE_SCHEMA,
+    DEFAULT_APPLIANCE_CONFIG,
+};
 pub use capacity::{
     index_bytes_needed, index_entries, usable_bytes, usable_tib, AVG_CHUNK_BYTES,
     INDEX_ENTRY_BYTES, INDEX_RAM_SHARE_DIVISOR,

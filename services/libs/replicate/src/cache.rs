@@ -24,30 +24,17 @@ pub const BYTES_PER_ENTRY: u64 = 16;
 pub const DEFAULT_BUDGET_BYTES: u64 = 4 << 30;
 
 /// Where a cache bound came from (for logs and `--json`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BudgetSource {
-    /// Set by the operator (`--cache-mib`, `cache-bytes`).
-    Explicit,
-    /// The hardware tier's dedup cache size from this appliance config.
-    Appliance(PathBuf),
-    /// Neither: [`DEFAULT_BUDGET_BYTES`].
-    Default,
-}
+pub use tiervault_model::SettingSource as BudgetSource;
 
 /// The cache's memory bound: `explicit` if given, else the appliance config's dedup cache
 /// size (the tier's Table 9 figure) when `appliance` exists, else the default.
 pub fn budget(explicit: Option<u64>, appliance: &Path) -> Result<(u64, BudgetSource)> {
-    if let Some(b) = explicit {
-        return Ok((b, BudgetSource::Explicit));
-    }
-    match tiervault_model::ApplianceConfig::load_if_present(appliance) {
-        Ok(Some(c)) => Ok((
-            c.plan.dedup_cache_bytes,
-            BudgetSource::Appliance(appliance.to_path_buf()),
-        )),
-        Ok(None) => Ok((DEFAULT_BUDGET_BYTES, BudgetSource::Default)),
-        Err(e) => Err(e.into()),
-    }
+    Ok(tiervault_model::setting(
+        explicit,
+        appliance,
+        |plan| plan.dedup_cache_bytes,
+        DEFAULT_BUDGET_BYTES,
+    )?)
 }
 
 pub struct KnownCache {

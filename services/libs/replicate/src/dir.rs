@@ -72,7 +72,10 @@ impl Target for DirTarget {
 
     fn have(&mut self, ids: &[Id]) -> Result<Vec<bool>> {
         let (r, ing) = self.parts()?;
-        Ok(ids.iter().map(|id| ing.has(r, id)).collect())
+        Ok(ids
+            .iter()
+            .map(|id| ing.has(r, id))
+            .collect::<Result<_, _>>()?)
     }
 
     fn put_blobs(&mut self, blobs: Vec<OutBlob>) -> Result<()> {

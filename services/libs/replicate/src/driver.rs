@@ -119,7 +119,7 @@ pub fn replicate(
             };
             let bytes: u64 = missing
                 .iter()
-                .filter_map(|id| repo.index().get(id).map(|l| l.len as u64))
+                .filter_map(|id| repo.index().get(id).ok().flatten().map(|l| l.len as u64))
                 .sum();
             progress.snapshot(i, todo.len(), &snap.id, bytes);
             sender.send(repo, target, &missing, opts, &mut report, progress)?;
@@ -211,7 +211,7 @@ impl Sender {
         for id in ids {
             let loc = repo
                 .index()
-                .get(id)
+                .get(id)?
                 .ok_or(tiervault_store::Error::MissingBlob(*id))?;
             located.push((loc, *id));
         }
@@ -225,7 +225,7 @@ impl Sender {
             if tiervault_store::digest16(&stored) != digest {
                 return Err(Error::LocalDamage {
                     id: id.hex(),
-                    pack: repo.index().packs[loc.pack as usize].id.hex(),
+                    pack: repo.index().pack(loc.pack).id.hex(),
                     reason: "stored bytes do not match the pack trailer".into(),
                 });
             }
@@ -252,7 +252,7 @@ impl Sender {
 
     fn trailer_digest(&mut self, repo: &Repo, id: &Id, loc: &Location) -> Result<[u8; 16]> {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(loc.pack) {
-            let pref = repo.index().packs[loc.pack as usize].clone();
+            let pref = repo.index().pack(loc.pack).clone();
             let (_, entries) = repo
                 .read_pack_trailer(&pref.id, &repo.pack_path(&pref))
                 .map_err(|reason| Error::LocalDamage {
@@ -267,7 +267,7 @@ impl Sender {
             .copied()
             .ok_or_else(|| Error::LocalDamage {
                 id: id.hex(),
-                pack: repo.index().packs[loc.pack as usize].id.hex(),
+                pack: repo.index().pack(loc.pack).id.hex(),
                 reason: format!("no trailer entry at offset {}", loc.offset),
             })
     }

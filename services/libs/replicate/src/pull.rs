@@ -88,7 +88,12 @@ fn fetch(
     ids: &[Id],
     report: &mut PullReport,
 ) -> Result<()> {
-    let mut missing: Vec<Id> = ids.iter().filter(|i| !ing.has(repo, i)).copied().collect();
+    let mut missing: Vec<Id> = Vec::new();
+    for i in ids {
+        if !ing.has(repo, i)? {
+            missing.push(*i);
+        }
+    }
     missing.sort_unstable();
     missing.dedup();
     for batch in missing.chunks(FETCH_BATCH) {

@@ -82,7 +82,7 @@ pub fn lag(repo: &Repo, on_target: &HashSet<Id>, cache: &KnownCache) -> Result<L
             if cache.contains(&id) || !counted.insert(id) {
                 continue;
             }
-            if let Some(loc) = repo.index().get(&id) {
+            if let Some(loc) = repo.index().get(&id)? {
                 out.pending_bytes += loc.len as u64;
             }
         }

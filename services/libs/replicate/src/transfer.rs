@@ -51,11 +51,10 @@ impl Target for PartialDir {
     }
     fn have(&mut self, ids: &[Id]) -> Result<Vec<bool>> {
         let there = self.remote.have(ids)?;
-        Ok(ids
-            .iter()
+        ids.iter()
             .zip(there)
-            .map(|(id, t)| t || self.ing.has(&self.repo, id))
-            .collect())
+            .map(|(id, t)| Ok(t || self.ing.has(&self.repo, id)?))
+            .collect()
     }
     fn put_blobs(&mut self, blobs: Vec<OutBlob>) -> Result<()> {
         for b in blobs {
@@ -143,7 +142,7 @@ pub fn import(from: &Repo, into: &Repo) -> Result<ImportReport> {
     }
     let mut report = ImportReport::default();
     let mut ing = Ingest::new(into);
-    let packs = from.index().packs.clone();
+    let packs: Vec<_> = from.index().live_packs().cloned().collect();
     for pref in packs {
         let path = from.pack_path(&pref);
         let (_, entries) =
@@ -159,7 +158,7 @@ pub fn import(from: &Repo, into: &Repo) -> Result<ImportReport> {
             source,
         })?;
         for e in entries {
-            if ing.has(into, &e.id) {
+            if ing.has(into, &e.id)? {
                 report.blobs_present += 1;
                 continue;
             }

@@ -41,6 +41,10 @@ pub enum Error {
     MissingBlob(Id),
     #[error("index part {name}: {reason}")]
     CorruptIndex { name: String, reason: String },
+    /// The index cache (`index.cache/`) failed; the message names its file. Damage is
+    /// repaired by `vaultctl index rebuild` (the cache is derived from the index parts).
+    #[error("index cache: {0}")]
+    IndexCache(tiervault_chunkindex::Error),
     #[error("snapshot {name}: {reason}")]
     CorruptSnapshot { name: String, reason: String },
     #[error("tree {id}: {reason}")]
@@ -88,6 +92,9 @@ impl Error {
 
     /// True when the vault's stored bytes are wrong (as opposed to a bad request or I/O failure).
     pub fn is_damage(&self) -> bool {
+        if let Error::IndexCache(e) = self {
+            return e.is_damage();
+        }
         matches!(
             self,
             Error::CorruptPack { .. }

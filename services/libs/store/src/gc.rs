@@ -366,7 +366,12 @@ pub(crate) fn finish(
     repo.io()
         .remove_file(&path)
         .ctx("removing the condemned pack list", &path)?;
-    repo.io().sync_dir(repo.root()).ctx("syncing", repo.root())
+    repo.io()
+        .sync_dir(repo.root())
+        .ctx("syncing", repo.root())?;
+    progress.stage("updating the index cache");
+    repo.update_index_cache();
+    Ok(())
 }
 
 fn now_ns() -> i64 {
@@ -411,7 +416,8 @@ fn has_safe_copy(
     ing: &Ingest,
     repo: &Repo,
 ) -> bool {
-    ing.has(repo, id)
+    // A failed index lookup counts as "no copy": the blob is copied once more, never lost.
+    ing.has(repo, id).unwrap_or(false)
         || view
             .copies
             .get(id)

@@ -125,7 +125,7 @@ pub fn heal(
     for p in &replace {
         let digests = gc::trailer_digests(vault, &view, p);
         for (id, off, len, kind) in view.contents.get(p).into_iter().flatten() {
-            if bad_ids.contains(id) || ing.has(vault, id) {
+            if bad_ids.contains(id) || ing.has(vault, id)? {
                 continue;
             }
             let Ok(stored) = view.read(vault, p, *off, *len) else {

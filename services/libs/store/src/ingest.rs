@@ -59,8 +59,8 @@ impl Ingest {
     }
 
     /// True when the vault (as this session sees it) or this session holds `id`.
-    pub fn has(&self, repo: &Repo, id: &Id) -> bool {
-        self.fresh.contains(id) || (!self.ignore_index && repo.index().contains(id))
+    pub fn has(&self, repo: &Repo, id: &Id) -> Result<bool> {
+        Ok(self.fresh.contains(id) || (!self.ignore_index && repo.index().contains(id)?))
     }
 
     /// Bytes appended since the last `flush`/`finish_pack`, not yet durable.
@@ -92,7 +92,7 @@ impl Ingest {
         digest: [u8; 16],
         stored: &[u8],
     ) -> Result<bool> {
-        if self.has(repo, id) {
+        if self.has(repo, id)? {
             return Ok(false);
         }
         let dir0 = repo.data_dirs()[0].join("tmp");
@@ -180,7 +180,13 @@ impl Ingest {
         let mut missing = Vec::new();
         for r in &header.refs {
             match repo.read_refs(r) {
-                Ok(ids) => missing.extend(ids.into_iter().filter(|i| !self.has(repo, i))),
+                Ok(ids) => {
+                    for i in ids {
+                        if !self.has(repo, &i)? {
+                            missing.push(i);
+                        }
+                    }
+                }
                 Err(Error::MissingBlob(m)) => missing.push(m),
                 Err(e) => return Err(e),
             }
@@ -194,7 +200,9 @@ impl Ingest {
         }
         let tmp = repo.root().join("tmp").join(format!("snap-{}", id.hex()));
         crate::io::write_atomic(&**repo.io(), &tmp, &dest, file.to_vec())
-            .ctx("writing snapshot", &dest)
+            .ctx("writing snapshot", &dest)?;
+        repo.update_index_cache();
+        Ok(())
     }
 }
 

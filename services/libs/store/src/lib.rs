@@ -58,7 +58,10 @@ pub use config::{ChunkerSizes, Config, InitOptions};
 pub use crypto::Keys;
 pub use error::{Error, Result};
 pub use id::{Id, PackId};
-pub use index::{Index, Location, PackRef};
+pub use index::{
+    budget as index_budget, set_budget as set_index_budget, CacheStatus, Index, Location, PackRef,
+    RefreshReport, DEFAULT_BUDGET as DEFAULT_INDEX_BUDGET, MIN_BUDGET as MIN_INDEX_BUDGET,
+};
 pub use ingest::Ingest;
 pub use keyfile::{load_key_file, KeyFile, Secret};
 pub use pack::{

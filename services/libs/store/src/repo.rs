@@ -4,11 +4,12 @@
 //! Replication targets, the remote vault and garbage collection work on a [`Repo`] and never
 //! need the key; [`crate::Vault`] is a `Repo` plus the keys.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
@@ -22,6 +23,26 @@ use crate::snapshot::{self, Header};
 
 /// Index parts by file name.
 pub(crate) type NamedParts = Vec<(String, index::Part)>;
+
+/// How long an open waits for another process updating the index cache before it reads
+/// the parts the cache lacks into memory instead.
+const CACHE_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+fn log_refresh(root: &Path, r: &index::RefreshReport) {
+    if r.rebuilt || r.parts_absorbed > 0 || r.parts_gone > 0 {
+        tracing::debug!(
+            "{}: index cache {}: {} part(s), {} entries absorbed; {} part(s) gone, {} entries \
+             dropped; {} other copies",
+            root.display(),
+            if r.rebuilt { "rebuilt" } else { "updated" },
+            r.parts_absorbed,
+            r.entries_absorbed,
+            r.parts_gone,
+            r.entries_dropped,
+            r.alternatives
+        );
+    }
+}
 
 /// Snapshot files that could not be read: (file name, reason).
 pub type Unreadable = Vec<(String, String)>;
@@ -396,15 +417,139 @@ impl Repo {
         )))
     }
 
+    /// The names of the index parts now in `index/`.
+    fn part_names(&self) -> Result<BTreeSet<String>> {
+        Ok(list_dir(&self.root.join("index"))?.into_iter().collect())
+    }
+
+    /// Open the index: the cache, brought up to date first when this process may write
+    /// (waiting for a process that is updating it), plus an overlay of what it lacks.
     fn load_index(&mut self) -> Result<()> {
-        let (parts, problems) = self.index_parts()?;
+        let current = self.part_names()?;
+        let budget = index::budget();
+        let deadline = Instant::now() + CACHE_LOCK_WAIT;
+        let mut tried = self.session.is_none();
+        let view = loop {
+            let view = index::cache::View::open(&self.root, budget)?;
+            if tried || view.as_ref().is_some_and(|v| v.absorbed == current) {
+                break view;
+            }
+            drop(view);
+            match index::cache::refresh(&self.root, &current, budget, false) {
+                Ok(Some(report)) => {
+                    log_refresh(&self.root, &report);
+                    tried = true;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        "{}: the index cache stayed locked by another process; reading the \
+                         parts it lacks into memory",
+                        self.root.display()
+                    );
+                    tried = true;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cannot update the index cache ({e}); reading the parts it lacks \
+                         into memory",
+                        self.root.display()
+                    );
+                    tried = true;
+                }
+            }
+        };
+        let (idx, problems) =
+            Index::build(&self.root.join("index"), view, &current, &self.condemned)?;
+        *self.index_mut() = idx;
         self.open_problems.extend(problems);
-        let condemned = std::mem::take(&mut self.condemned);
-        for (_, part) in parts {
-            self.index_mut().add_part(part, &condemned);
-        }
-        self.condemned = condemned;
         Ok(())
+    }
+
+    /// Absorb the index parts written since the cache was last updated (after a backup, a
+    /// received snapshot or a collection), so the next open reads nothing into memory.
+    /// Best effort: when another process holds the cache, or it fails, the next open does it.
+    pub(crate) fn update_index_cache(&self) {
+        if self.session.is_none() {
+            return;
+        }
+        let result = self
+            .part_names()
+            .and_then(|c| index::cache::refresh(&self.root, &c, index::budget(), false));
+        match result {
+            Ok(Some(r)) => log_refresh(&self.root, &r),
+            Ok(None) => tracing::debug!("{}: index cache busy", self.root.display()),
+            Err(e) => tracing::warn!("{}: updating the index cache: {e}", self.root.display()),
+        }
+    }
+
+    /// Read every index part and check it (content against name, structure), and that the
+    /// index answers for every blob a part names in a pack this session may read. Returns
+    /// the problems (entries the cache lacks are summed up in one).
+    pub fn check_index_parts(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("index");
+        let mut problems = Vec::new();
+        let mut lacking = 0u64;
+        let mut first_lacking = None;
+        for name in self.part_names()? {
+            let path = dir.join(&name);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading index part", path, e)),
+            };
+            if Id::digest(&bytes).hex() != name {
+                problems.push(format!(
+                    "index part {name}: content does not match its name"
+                ));
+                continue;
+            }
+            let part = match index::part::PartView::parse(&bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(format!("index part {name}: {e}"));
+                    continue;
+                }
+            };
+            let idx = self.index();
+            let visible: Vec<bool> = part.packs.iter().map(|p| idx.has_pack(&p.id)).collect();
+            for (id, pack, ..) in part.entries() {
+                if visible[pack as usize] && !idx.contains(&id)? {
+                    lacking += 1;
+                    first_lacking.get_or_insert((id, name.clone()));
+                }
+            }
+        }
+        if let Some((id, name)) = first_lacking {
+            problems.push(format!(
+                "index cache lacks {lacking} blob(s) the index parts name, e.g. {} of part \
+                 {name}: run `vaultctl index rebuild`",
+                id.hex()
+            ));
+        }
+        Ok(problems)
+    }
+
+    /// The index cache on disk, and how it compares with the parts.
+    pub fn index_cache_status(&self) -> Result<index::CacheStatus> {
+        index::cache::status(&self.root, &self.part_names()?, index::budget())
+    }
+
+    /// Bring the index cache up to date with the index parts now, or (`rebuild`) build it
+    /// anew from them. Waits while another process updates it. The open index keeps its view.
+    pub fn refresh_index_cache(&self, rebuild: bool) -> Result<index::RefreshReport> {
+        loop {
+            let current = self.part_names()?;
+            if let Some(report) =
+                index::cache::refresh(&self.root, &current, index::budget(), rebuild)?
+            {
+                log_refresh(&self.root, &report);
+                return Ok(report);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn clean_interrupted(&self) -> Result<()> {
@@ -518,8 +663,7 @@ impl Repo {
         }
         let pref = self
             .index()
-            .packs
-            .get(pack as usize)
+            .pack_ref(pack)
             .cloned()
             .ok_or_else(|| Error::CorruptIndex {
                 name: "(memory)".into(),
@@ -550,7 +694,7 @@ impl Repo {
         f.read_exact_at(buf, loc.offset)
             .map_err(|e| Error::CorruptBlob {
                 id: *id,
-                pack: self.index().packs[loc.pack as usize].id.hex(),
+                pack: self.index().pack(loc.pack).id.hex(),
                 reason: format!(
                     "cannot read {} bytes at offset {}: {e}",
                     loc.len, loc.offset
@@ -560,7 +704,7 @@ impl Repo {
 
     /// The stored bytes of blob `id`, checked against its pack trailer digest.
     pub fn read_stored_checked(&self, id: &Id) -> Result<(Location, Vec<u8>)> {
-        let loc = self.index().get(id).ok_or(Error::MissingBlob(*id))?;
+        let loc = self.index().get(id)?.ok_or(Error::MissingBlob(*id))?;
         let mut buf = Vec::new();
         self.read_stored(id, &loc, &mut buf)?;
         Ok((loc, buf))
@@ -569,7 +713,7 @@ impl Repo {
     /// The ids a refs blob lists (refs blobs are plaintext; their id is checked).
     pub fn read_refs(&self, id: &Id) -> Result<Vec<Id>> {
         let (loc, stored) = self.read_stored_checked(id)?;
-        let pack = || self.index().packs[loc.pack as usize].id.hex();
+        let pack = || self.index().pack(loc.pack).id.hex();
         let payload = crate::codec::refs_payload(&stored).map_err(|reason| Error::CorruptBlob {
             id: *id,
             pack: pack(),

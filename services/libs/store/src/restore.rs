@@ -485,12 +485,12 @@ fn write_job(
     for c in &job.chunks {
         let res = (|| -> Result<()> {
             let plain = {
-                let loc = vault.index().get(&c.1).ok_or(Error::MissingBlob(c.1))?;
+                let loc = vault.index().get(&c.1)?.ok_or(Error::MissingBlob(c.1))?;
                 vault.read_stored(&c.1, &loc, buf)?;
                 dec.decode(vault.keys(), &c.1, buf)
                     .map_err(|reason| Error::CorruptBlob {
                         id: c.1,
-                        pack: vault.index().packs[loc.pack as usize].id.hex(),
+                        pack: vault.index().pack(loc.pack).id.hex(),
                         reason,
                     })?
             };

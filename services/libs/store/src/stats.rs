@@ -52,14 +52,16 @@ pub fn stats(vault: &Vault) -> Result<Stats> {
     st.chunks = chunks.len() as u64;
     st.unique_bytes = chunks.values().map(|&l| l as u64).sum();
     let mut data_stored = 0u64;
-    for (_, loc) in vault.index().iter() {
+    let mut blobs = 0u64;
+    vault.index().for_each(|_, loc| {
+        blobs += 1;
         if loc.kind == crate::blob::Kind::Data {
             data_stored += loc.len as u64;
         }
-    }
-    st.blobs = vault.index().len() as u64;
-    st.packs = vault.index().packs.len() as u64;
-    st.stored_bytes = vault.index().packs.iter().map(|p| p.len).sum();
+    })?;
+    st.blobs = blobs;
+    st.packs = vault.index().live_packs().count() as u64;
+    st.stored_bytes = vault.index().live_packs().map(|p| p.len).sum();
     st.dedup_ratio = if st.unique_bytes > 0 {
         st.logical_bytes as f64 / st.unique_bytes as f64
     } else {

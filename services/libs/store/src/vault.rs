@@ -146,9 +146,9 @@ impl Vault {
 
     /// Read, authenticate and check one blob; returns its plaintext.
     pub fn read_blob(&self, id: &Id, dec: &mut Decoder, buf: &mut Vec<u8>) -> Result<Vec<u8>> {
-        let loc = self.index().get(id).ok_or(Error::MissingBlob(*id))?;
+        let loc = self.index().get(id)?.ok_or(Error::MissingBlob(*id))?;
         self.read_stored(id, &loc, buf)?;
-        let pack = self.index().packs[loc.pack as usize].id.hex();
+        let pack = self.index().pack(loc.pack).id.hex();
         dec.decode(&self.keys, id, buf)
             .map(<[u8]>::to_vec)
             .map_err(|reason| Error::CorruptBlob {

@@ -122,9 +122,15 @@ fn check_pack(
 
 pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Report> {
     let mut report = Report::default();
-    for p in vault.open_problems() {
+    let mut index_problems = vault.open_problems().to_vec();
+    for p in vault.check_index_parts()? {
+        if !index_problems.contains(&p) {
+            index_problems.push(p);
+        }
+    }
+    for p in index_problems {
         report.damage.push(Damage {
-            error: p.clone(),
+            error: p,
             ..Damage::default()
         });
     }
@@ -187,8 +193,8 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
     // 2. The index against the packs.
     let mut broken_packs: HashSet<PackId> = HashSet::new();
     let index = vault.index();
-    for (id, loc) in index.iter() {
-        let pref = &index.packs[loc.pack as usize];
+    index.for_each(|id, loc| {
+        let pref = index.pack(loc.pack);
         match trailers.get(&pref.id) {
             Some(t) => {
                 if t.get(id) != Some(&(loc.offset, loc.len)) && !bad.contains_key(id) {
@@ -220,8 +226,7 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
                 }
             }
         }
-    }
-
+    })?;
     drop(index);
 
     // 3. Snapshots, trees and references; map bad ids to snapshots and files.
@@ -294,14 +299,13 @@ impl Scanner<'_> {
         if self.bad.contains_key(id) {
             return true;
         }
-        if !self.vault.index().contains(id) {
-            self.bad.insert(
-                *id,
-                (None, "referenced blob is missing from the vault".into()),
-            );
-            return true;
-        }
-        false
+        let why = match self.vault.index().contains(id) {
+            Ok(true) => return false,
+            Ok(false) => "referenced blob is missing from the vault".to_string(),
+            Err(e) => format!("looking the blob up failed: {e}"),
+        };
+        self.bad.insert(*id, (None, why));
+        true
     }
 
     fn load_tree(&mut self, id: &Id) -> Option<Tree> {

@@ -80,12 +80,12 @@ impl<'v> Writer<'v> {
 
     /// True if the blob is already stored (in the vault or by this session); otherwise claims
     /// it for the caller, who must then store it.
-    fn claim(&self, id: &Id) -> bool {
-        if self.vault.index().contains(id) {
-            return false;
+    fn claim(&self, id: &Id) -> Result<bool> {
+        if self.vault.index().contains(id)? {
+            return Ok(false);
         }
         let shard = &self.fresh[id.0[31] as usize % SHARDS];
-        shard.lock().unwrap_or_else(|e| e.into_inner()).insert(*id)
+        Ok(shard.lock().unwrap_or_else(|e| e.into_inner()).insert(*id))
     }
 
     /// Store a data or meta blob unless present; returns its id and whether it was new.
@@ -97,7 +97,7 @@ impl<'v> Writer<'v> {
 
     /// As `store`, for a caller that computed the id already.
     pub fn store_with_id(&self, sink: &mut Sink, id: Id, kind: Kind, plain: &[u8]) -> Result<bool> {
-        if !self.claim(&id) {
+        if !self.claim(&id)? {
             return Ok(false);
         }
         let pack = self.pack_for(&mut sink.pack)?;
@@ -113,7 +113,7 @@ impl<'v> Writer<'v> {
     /// Store a refs blob (plaintext, unkeyed id).
     pub fn store_refs(&self, sink: &mut Sink, plain: &[u8]) -> Result<Id> {
         let id = Id::digest(plain);
-        if self.claim(&id) {
+        if self.claim(&id)? {
             let pack = self.pack_for(&mut sink.pack)?;
             let start = pack.staging().len();
             encode_refs(plain, pack.staging());
@@ -202,6 +202,7 @@ impl<'v> Writer<'v> {
                 return Err(e);
             }
             self.vault.add_packs(&out.done);
+            self.vault.update_index_cache();
         }
         Ok(out.done)
     }

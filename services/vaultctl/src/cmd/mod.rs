@@ -4,6 +4,7 @@ mod backup;
 mod browse;
 mod gc;
 mod hw;
+mod index;
 mod init;
 mod provision;
 mod quickstart;
@@ -18,6 +19,13 @@ use crate::Outcome;
 
 pub fn run(cli: &Cli) -> Result<Outcome> {
     let g = &cli.global;
+    match &cli.command {
+        // Nothing that opens a vault: a broken appliance config must not stop these.
+        Command::Provision(_) | Command::Hw(_) | Command::Bench(_) => {}
+        _ => {
+            index::set_budget(g)?;
+        }
+    }
     match &cli.command {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -39,5 +47,6 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Quickstart(a) => quickstart::run(g, a),
         Command::Provision(a) => provision::run(g, a),
         Command::Hw(crate::cli::HwCmd::Dump(a)) => hw::dump(g, a),
+        Command::Index(c) => index::run(g, c),
     }
 }

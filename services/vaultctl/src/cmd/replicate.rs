@@ -70,7 +70,7 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
         cache_key = target.describe();
     }
     let (cache_bound, bound_source) =
-        tiervault_replicate::cache_budget(a.cache_mib.map(|m| m << 20), &a.appliance_config)?;
+        tiervault_replicate::cache_budget(a.cache_mib.map(|m| m << 20), &g.appliance_config)?;
     let mut cache =
         KnownCache::load_within(KnownCache::path_for(repo.root(), &cache_key), cache_bound);
     let counters = Arc::new(Counters::default());

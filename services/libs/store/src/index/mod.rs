@@ -1,0 +1,311 @@
+//! The chunk index: where each blob is stored. The durable truth is the index parts
+//! (`part`, docs/format.md section 6); lookups go to the index cache (`cache`: on disk,
+//! within a memory budget, section 6.2) and to an in-memory overlay of what this session
+//! wrote or could not absorb into the cache.
+
+use crate::blob::Kind;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::id::{Id, IdMap, PackId};
+use crate::pack::PackEntry;
+
+pub(crate) mod cache;
+pub(crate) mod part;
+
+pub use cache::{CacheStatus, RefreshReport, MIN_BUDGET};
+pub(crate) use part::{decode_part, encode_part, Part};
+
+/// A pack as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackInfo {
+    pub id: PackId,
+    pub dir: u16,
+    pub len: u64,
+    pub entries: Vec<PackEntry>,
+}
+
+/// Where a blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// A row of the index's pack table ([`Index::pack`]).
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u32,
+    pub kind: Kind,
+}
+
+/// One pack's row in the index's pack table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackRef {
+    pub id: PackId,
+    pub dir: u16,
+    pub len: u64,
+}
+
+/// Memory budget of the index cache when nothing sets one: enough for ~100 M blobs
+/// (12 TiB at 128 KiB chunks). Appliances set their tier's budget ([`set_budget`]).
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
+static BUDGET: AtomicU64 = AtomicU64::new(DEFAULT_BUDGET);
+
+/// Set the index cache's memory budget for vaults opened from now on in this process
+/// (the tier's `index-budget`; at least [`MIN_BUDGET`]).
+pub fn set_budget(bytes: u64) {
+    BUDGET.store(bytes.max(MIN_BUDGET), Ordering::Relaxed);
+}
+
+pub fn budget() -> u64 {
+    BUDGET.load(Ordering::Relaxed)
+}
+
+/// Bytes of heap per overlay entry and per pack row (map slot, key, value, growth slack).
+const OVERLAY_ENTRY_BYTES: u64 = 80;
+const ROW_BYTES: u64 = 80;
+
+/// Where every blob is: the index cache's committed entries, hidden packs (condemned by a
+/// pending collection, or deleted by a finished one the cache has not caught up with), and
+/// the overlay. Pack numbers in [`Location`] are rows of one table shared by both.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<PackRef>,
+    pack_pos: HashMap<PackId, u32>,
+    hidden: Vec<bool>,
+    cache: Option<cache::View>,
+    overlay: IdMap<Location>,
+}
+
+impl Index {
+    /// The index over the cache `view` (if any) and the parts named `current` in
+    /// `index_dir`: parts the cache has not absorbed go to the overlay. Returns the problems
+    /// met (unreadable parts).
+    pub(crate) fn build(
+        index_dir: &Path,
+        view: Option<cache::View>,
+        current: &BTreeSet<String>,
+        condemned: &HashSet<PackId>,
+    ) -> Result<(Index, Vec<String>)> {
+        let mut idx = Index::default();
+        let mut absorbed = BTreeSet::new();
+        if let Some(mut v) = view {
+            idx.packs = std::mem::take(&mut v.rows);
+            idx.pack_pos = idx
+                .packs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.id, i as u32))
+                .collect();
+            idx.hidden = vec![false; idx.packs.len()];
+            absorbed = std::mem::take(&mut v.absorbed);
+            // Parts created after we listed are live; only vanished ones are gone.
+            let gone = absorbed
+                .iter()
+                .any(|n| !current.contains(n) && !index_dir.join(n).exists());
+            if gone {
+                let existing: BTreeSet<String> = absorbed
+                    .iter()
+                    .filter(|n| current.contains(*n) || index_dir.join(n).exists())
+                    .chain(current.iter())
+                    .cloned()
+                    .collect();
+                let live = cache::live_rows(index_dir, &existing, &idx.pack_pos, idx.packs.len())?;
+                for (h, l) in idx.hidden.iter_mut().zip(live) {
+                    *h = !l;
+                }
+            }
+            idx.cache = Some(v);
+        }
+        for p in condemned {
+            if let Some(&r) = idx.pack_pos.get(p) {
+                idx.hidden[r as usize] = true;
+            }
+        }
+        let mut problems = Vec::new();
+        for name in current.difference(&absorbed) {
+            let path = index_dir.join(name);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                // Replaced by a collection since we listed: its successor is listed too or
+                // was absorbed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading index part", path, e)),
+            };
+            if Id::digest(&bytes).hex() != *name {
+                problems.push(format!(
+                    "index part {name}: content does not match its name"
+                ));
+                continue;
+            }
+            match part::PartView::parse(&bytes) {
+                Ok(view) => idx.add_part(&view, condemned),
+                Err(e) => problems.push(format!("index part {name}: {e}")),
+            }
+        }
+        Ok((idx, problems))
+    }
+
+    fn add_pack(&mut self, p: PackRef) -> u32 {
+        if let Some(&i) = self.pack_pos.get(&p.id) {
+            return i;
+        }
+        let i = self.packs.len() as u32;
+        self.pack_pos.insert(p.id, i);
+        self.packs.push(p);
+        self.hidden.push(false);
+        i
+    }
+
+    /// Add a part's packs and entries to the overlay, leaving out the packs in `skip`
+    /// (condemned by a garbage collection: this session must neither dedup against nor read
+    /// them).
+    fn add_part(&mut self, part: &part::PartView<'_>, skip: &HashSet<PackId>) {
+        let nums: Vec<Option<u32>> = part
+            .packs
+            .iter()
+            .map(|p| (!skip.contains(&p.id)).then(|| self.add_pack(p.clone())))
+            .collect();
+        self.overlay.reserve(part.len());
+        for (id, pack, offset, len, kind) in part.entries() {
+            let Some(pack) = nums[pack as usize] else {
+                continue;
+            };
+            self.overlay.entry(id).or_insert(Location {
+                pack,
+                offset,
+                len,
+                kind,
+            });
+        }
+    }
+
+    /// Make a pack this session wrote visible.
+    pub fn add_pack_info(&mut self, p: &PackInfo) {
+        let n = self.add_pack(PackRef {
+            id: p.id,
+            dir: p.dir,
+            len: p.len,
+        });
+        for e in &p.entries {
+            self.overlay.entry(e.id).or_insert(Location {
+                pack: n,
+                offset: e.offset,
+                len: e.len,
+                kind: e.kind,
+            });
+        }
+    }
+
+    fn is_hidden(&self, row: u32) -> bool {
+        self.hidden.get(row as usize).copied().unwrap_or(true)
+    }
+
+    /// The cache's value for `id` as a location in a visible pack (its other copies are
+    /// tried when the first is hidden).
+    fn resolve(&self, c: &cache::View, id: &[u8; 32], v: [u8; 16]) -> Result<Option<Location>> {
+        let visible =
+            |v: &[u8; 16]| cache::decode_value(v).is_some_and(|l| !self.is_hidden(l.pack));
+        let v = if visible(&v) {
+            v
+        } else {
+            match cache::live_alt(&c.alts, id, &visible)? {
+                Some(a) => a,
+                None => return Ok(None),
+            }
+        };
+        match cache::decode_value(&v) {
+            Some(l) if (l.pack as usize) < self.packs.len() => Ok(Some(l)),
+            _ => Err(Error::CorruptIndex {
+                name: cache::DIR.into(),
+                reason: format!("entry of blob {} names no pack", Id(*id).hex()),
+            }),
+        }
+    }
+
+    pub fn get(&self, id: &Id) -> Result<Option<Location>> {
+        if let Some(l) = self.overlay.get(id) {
+            if !self.is_hidden(l.pack) {
+                return Ok(Some(*l));
+            }
+        }
+        let Some(c) = &self.cache else {
+            return Ok(None);
+        };
+        match c.primary.get(&id.0).map_err(Error::IndexCache)? {
+            Some(v) => self.resolve(c, &id.0, v),
+            None => Ok(None),
+        }
+    }
+
+    pub fn contains(&self, id: &Id) -> Result<bool> {
+        Ok(self.get(id)?.is_some())
+    }
+
+    /// A pack row (the `pack` of a [`Location`] this index returned).
+    pub fn pack(&self, row: u32) -> &PackRef {
+        &self.packs[row as usize]
+    }
+
+    /// A pack row, `None` when out of range.
+    pub fn pack_ref(&self, row: u32) -> Option<&PackRef> {
+        self.packs.get(row as usize)
+    }
+
+    /// True when a visible pack has this id.
+    pub fn has_pack(&self, id: &PackId) -> bool {
+        self.pack_pos.get(id).is_some_and(|&r| !self.is_hidden(r))
+    }
+
+    /// The packs this session can read.
+    pub fn live_packs(&self) -> impl Iterator<Item = &PackRef> {
+        self.packs
+            .iter()
+            .zip(&self.hidden)
+            .filter(|(_, h)| !**h)
+            .map(|(p, _)| p)
+    }
+
+    /// Every visible blob once, in no particular order (a full scan of the cache).
+    pub fn for_each(&self, mut f: impl FnMut(&Id, &Location)) -> Result<()> {
+        for (id, l) in &self.overlay {
+            if !self.is_hidden(l.pack) {
+                f(id, l);
+            }
+        }
+        if let Some(c) = &self.cache {
+            for e in c.primary.iter_committed().map_err(Error::IndexCache)? {
+                let (k, v) = e.map_err(Error::IndexCache)?;
+                let id = Id(k);
+                if self.overlay.contains_key(&id) {
+                    continue;
+                }
+                if let Some(l) = self.resolve(c, &k, v)? {
+                    f(&id, &l);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Visible blobs (a full scan).
+    pub fn count(&self) -> Result<u64> {
+        let mut n = 0;
+        self.for_each(|_, _| n += 1)?;
+        Ok(n)
+    }
+
+    /// Heap bytes held: the cache's tables and buffers, the overlay and the pack table.
+    pub fn memory_used(&self) -> u64 {
+        self.cache.as_ref().map_or(0, cache::View::memory_used)
+            + self.overlay.len() as u64 * OVERLAY_ENTRY_BYTES
+            + self.packs.len() as u64 * ROW_BYTES
+    }
+
+    /// True when lookups go to the on-disk cache (false: everything is in the overlay).
+    pub fn cached(&self) -> bool {
+        self.cache.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! Index parts: the durable, immutable files in `index/` that name packs and the blobs in
+//! them (docs/format.md section 6). Everything else about the index is rebuilt from them.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::{PackInfo, PackRef};
+use crate::blob::Kind;
+use crate::id::{Id, PackId};
+
+const MAGIC: &[u8; 8] = b"TVINDEX1";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+const PACK_LEN: usize = 32;
+const ENTRY_LEN: usize = 48;
+
+/// One entry of a part: blob id, pack number (into the part's packs), offset, length, kind.
+pub type PartEntry = (Id, u32, u64, u32, Kind);
+
+pub fn encode_part(packs: &[PackInfo]) -> Vec<u8> {
+    let n_entries: usize = packs.iter().map(|p| p.entries.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + packs.len() * PACK_LEN + n_entries * ENTRY_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(n_entries as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for p in packs {
+        out.extend_from_slice(&p.id.0);
+        out.extend_from_slice(&p.dir.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&p.len.to_le_bytes());
+        out.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
+    }
+    for (i, p) in packs.iter().enumerate() {
+        for e in &p.entries {
+            out.extend_from_slice(&e.id.0);
+            out.extend_from_slice(&(i as u32).to_le_bytes());
+            // Packs stay far below 4 GiB (a 32 MiB target plus at most one blob), so a u32
+            // offset is exact.
+            out.extend_from_slice(&(e.offset as u32).to_le_bytes());
+            out.extend_from_slice(&e.len.to_le_bytes());
+            out.push(e.kind as u8);
+            out.extend_from_slice(&[0; 3]);
+        }
+    }
+    out
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Pack and entry counts from a part's header.
+fn header(b: &[u8]) -> Result<(usize, usize), String> {
+    if b.len() < HEADER_LEN || &b[..8] != MAGIC {
+        return Err("not an index part (bad magic)".into());
+    }
+    let version = le_u32(&b[8..]);
+    if version != VERSION {
+        return Err(format!("unknown index version {version}"));
+    }
+    Ok((le_u32(&b[12..]) as usize, le_u32(&b[16..]) as usize))
+}
+
+fn decode_packs(b: &[u8], n_packs: usize) -> Result<Vec<PackRef>, String> {
+    let mut packs = Vec::with_capacity(n_packs);
+    for r in b.chunks_exact(PACK_LEN).take(n_packs) {
+        packs.push(PackRef {
+            id: PackId(r[..16].try_into().map_err(|_| "pack id")?),
+            dir: u16::from_le_bytes([r[16], r[17]]),
+            len: le_u64(&r[20..]),
+        });
+    }
+    if packs.len() != n_packs {
+        return Err(format!("{n_packs} packs announced, fewer present"));
+    }
+    Ok(packs)
+}
+
+/// A checked index part, its entries decoded on demand (a part written by a large first
+/// backup holds tens of millions).
+pub struct PartView<'a> {
+    pub packs: Vec<PackRef>,
+    entries: &'a [u8],
+}
+
+impl<'a> PartView<'a> {
+    pub fn parse(b: &'a [u8]) -> Result<PartView<'a>, String> {
+        let (n_packs, n_entries) = header(b)?;
+        let want = HEADER_LEN as u128
+            + n_packs as u128 * PACK_LEN as u128
+            + n_entries as u128 * ENTRY_LEN as u128;
+        if want != b.len() as u128 {
+            return Err(format!(
+                "length {} does not match its counts ({n_packs} packs, {n_entries} entries)",
+                b.len()
+            ));
+        }
+        let entries_at = HEADER_LEN + n_packs * PACK_LEN;
+        let packs = decode_packs(&b[HEADER_LEN..entries_at], n_packs)?;
+        let entries = &b[entries_at..];
+        // Check every entry once here, so iterating cannot fail.
+        for r in entries.chunks_exact(ENTRY_LEN) {
+            let pack = le_u32(&r[32..]);
+            if pack as usize >= n_packs {
+                return Err(format!("entry names pack #{pack} of {n_packs}"));
+            }
+            Kind::from_u8(r[44]).ok_or("unknown blob kind")?;
+        }
+        Ok(PartView { packs, entries })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len() / ENTRY_LEN
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = PartEntry> + 'a {
+        self.entries.chunks_exact(ENTRY_LEN).map(|r| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&r[..32]);
+            (
+                Id(id),
+                le_u32(&r[32..]),
+                le_u32(&r[36..]) as u64,
+                le_u32(&r[40..]),
+                // Checked in `parse`.
+                Kind::from_u8(r[44]).unwrap_or(Kind::Data),
+            )
+        })
+    }
+}
+
+/// Decoded index part: its packs and entries (entry pack numbers index `packs`).
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub packs: Vec<PackRef>,
+    pub entries: Vec<PartEntry>,
+}
+
+pub fn decode_part(b: &[u8]) -> Result<Part, String> {
+    let view = PartView::parse(b)?;
+    Ok(Part {
+        entries: view.entries().collect(),
+        packs: view.packs,
+    })
+}
+
+/// The packs a part file names and its entry count, read without its entries.
+pub fn read_part_packs(path: &Path) -> std::io::Result<Result<(Vec<PackRef>, usize), String>> {
+    let f = File::open(path)?;
+    let mut head = [0u8; HEADER_LEN];
+    if f.read_exact_at(&mut head, 0).is_err() {
+        return Ok(Err("shorter than its header".into()));
+    }
+    let (n_packs, n_entries) = match header(&head) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut b = vec![0u8; n_packs.min(1 << 24) * PACK_LEN];
+    if f.read_exact_at(&mut b, HEADER_LEN as u64).is_err() {
+        return Ok(Err("shorter than its pack table".into()));
+    }
+    Ok(decode_packs(&b, n_packs).map(|p| (p, n_entries)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::PackEntry;
+
+    #[test]
+    fn part_round_trip_and_length_check() {
+        let e = |n: u8, off: u64| PackEntry {
+            id: Id([n; 32]),
+            digest: [0; 16],
+            offset: off,
+            len: 10,
+            kind: Kind::Data,
+        };
+        let packs = vec![
+            PackInfo {
+                id: PackId([1; 16]),
+                dir: 0,
+                len: 100,
+                entries: vec![e(1, 0), e(2, 10)],
+            },
+            PackInfo {
+                id: PackId([2; 16]),
+                dir: 1,
+                len: 50,
+                entries: vec![e(3, 0)],
+            },
+        ];
+        let bytes = encode_part(&packs);
+        let part = decode_part(&bytes).expect("decode");
+        assert_eq!(part.entries.len(), 3);
+        assert_eq!(part.packs[1].id, PackId([2; 16]));
+        assert_eq!(part.packs[1].dir, 1);
+        assert_eq!(part.entries[2], (Id([3; 32]), 1, 0, 10, Kind::Data));
+        assert!(decode_part(&bytes[..bytes.len() - 1]).is_err());
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert!(decode_part(&bad).is_err());
+        let mut bad_kind = bytes.clone();
+        let last = bad_kind.len() - 4;
+        bad_kind[last] = 9;
+        assert!(decode_part(&bad_kind).is_err());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("part");
+        std::fs::write(&path, &bytes).expect("write");
+        let (ps, n) = read_part_packs(&path).expect("read").expect("valid");
+        assert_eq!((ps.len(), n), (2, 3));
+        std::fs::write(&path, &bytes[..30]).expect("write");
+        assert!(read_part_packs(&path).expect("read").is_err());
+    }
+}
