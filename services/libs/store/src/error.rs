@@ -90,6 +90,11 @@ impl Error {
         }
     }
 
+    /// True for an I/O error saying the file is gone (removed by another process meanwhile).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// True when the vault's stored bytes are wrong (as opposed to a bad request or I/O failure).
     pub fn is_damage(&self) -> bool {
         if let Error::IndexCache(e) = self {

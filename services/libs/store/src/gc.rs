@@ -370,8 +370,7 @@ pub(crate) fn finish(
         .sync_dir(repo.root())
         .ctx("syncing", repo.root())?;
     progress.stage("updating the index cache");
-    repo.update_index_cache();
-    Ok(())
+    repo.update_index_cache()
 }
 
 fn now_ns() -> i64 {

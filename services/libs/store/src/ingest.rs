@@ -201,8 +201,7 @@ impl Ingest {
         let tmp = repo.root().join("tmp").join(format!("snap-{}", id.hex()));
         crate::io::write_atomic(&**repo.io(), &tmp, &dest, file.to_vec())
             .ctx("writing snapshot", &dest)?;
-        repo.update_index_cache();
-        Ok(())
+        repo.update_index_cache()
     }
 }
 

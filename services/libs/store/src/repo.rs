@@ -276,7 +276,9 @@ impl Repo {
             }
         }
         repo.condemned = crate::gc::read_condemned(&repo.root)?;
-        repo.load_index()?;
+        let (idx, problems) = repo.load_index()?;
+        *repo.index_mut() = idx;
+        repo.open_problems.extend(problems);
         if exclusive {
             repo.clean_interrupted()?;
             repo.adopt_orphans()?;
@@ -424,7 +426,7 @@ impl Repo {
 
     /// Open the index: the cache, brought up to date first when this process may write
     /// (waiting for a process that is updating it), plus an overlay of what it lacks.
-    fn load_index(&mut self) -> Result<()> {
+    fn load_index(&self) -> Result<(Index, Vec<String>)> {
         let current = self.part_names()?;
         let budget = index::budget();
         let deadline = Instant::now() + CACHE_LOCK_WAIT;
@@ -461,28 +463,40 @@ impl Repo {
                 }
             }
         };
-        let (idx, problems) =
-            Index::build(&self.root.join("index"), view, &current, &self.condemned)?;
-        *self.index_mut() = idx;
-        self.open_problems.extend(problems);
-        Ok(())
+        Index::build(&self.root.join("index"), view, &current, &self.condemned)
     }
 
     /// Absorb the index parts written since the cache was last updated (after a backup, a
     /// received snapshot or a collection), so the next open reads nothing into memory.
-    /// Best effort: when another process holds the cache, or it fails, the next open does it.
-    pub(crate) fn update_index_cache(&self) {
+    /// When another process holds the cache, or updating fails, the next open does it; the
+    /// error returned is only that of opening the index again.
+    pub(crate) fn update_index_cache(&self) -> Result<()> {
         if self.session.is_none() {
-            return;
+            return Ok(());
         }
-        let result = self
-            .part_names()
-            .and_then(|c| index::cache::refresh(&self.root, &c, index::budget(), false));
-        match result {
-            Ok(Some(r)) => log_refresh(&self.root, &r),
-            Ok(None) => tracing::debug!("{}: index cache busy", self.root.display()),
-            Err(e) => tracing::warn!("{}: updating the index cache: {e}", self.root.display()),
-        }
+        self.with_index_closed(|| {
+            let result = self
+                .part_names()
+                .and_then(|c| index::cache::refresh(&self.root, &c, index::budget(), false));
+            match result {
+                Ok(Some(r)) => log_refresh(&self.root, &r),
+                Ok(None) => tracing::debug!("{}: index cache busy", self.root.display()),
+                Err(e) => tracing::warn!("{}: updating the index cache: {e}", self.root.display()),
+            }
+            Ok(())
+        })
+    }
+
+    /// Run `f` with this process's index closed, then open it again: one memory budget
+    /// holds either the open index or a writer updating the cache, not both. Lookups from
+    /// other threads wait meanwhile; the calling thread must hold no guard of the index.
+    fn with_index_closed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut guard = self.index.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Index::default();
+        let out = f();
+        let (idx, _) = self.load_index()?;
+        *guard = idx;
+        out
     }
 
     /// Read every index part and check it (content against name, structure), and that the
@@ -494,32 +508,38 @@ impl Repo {
         let mut lacking = 0u64;
         let mut first_lacking = None;
         for name in self.part_names()? {
-            let path = dir.join(&name);
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("reading index part", path, e)),
-            };
-            if Id::digest(&bytes).hex() != name {
-                problems.push(format!(
-                    "index part {name}: content does not match its name"
-                ));
-                continue;
-            }
-            let part = match index::part::PartView::parse(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    problems.push(format!("index part {name}: {e}"));
-                    continue;
-                }
-            };
             let idx = self.index();
-            let visible: Vec<bool> = part.packs.iter().map(|p| idx.has_pack(&p.id)).collect();
-            for (id, pack, ..) in part.entries() {
-                if visible[pack as usize] && !idx.contains(&id)? {
-                    lacking += 1;
-                    first_lacking.get_or_insert((id, name.clone()));
+            let visible = |packs: &[PackRef], pack: u32| {
+                packs
+                    .get(pack as usize)
+                    .is_some_and(|p| idx.has_pack(&p.id))
+            };
+            // The pack table comes first in a part: read it, then look the entries up.
+            let packs = match index::part::read_part_packs(&dir.join(&name)) {
+                Ok(Ok((p, _))) => p,
+                // Reported by the scan below.
+                Ok(Err(_)) => Vec::new(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading index part", dir.join(&name), e)),
+            };
+            let (mut missing, mut first) = (0u64, None);
+            let mut check = |(id, pack, ..): index::part::PartEntry| {
+                if visible(&packs, pack) && !idx.contains(&id)? {
+                    missing += 1;
+                    first.get_or_insert(id);
                 }
+                Ok(())
+            };
+            match index::part::scan_part(&dir, &name, Some(&mut check)) {
+                Ok(Ok(_)) => {
+                    lacking += missing;
+                    if let Some(id) = first {
+                        first_lacking.get_or_insert((id, name.clone()));
+                    }
+                }
+                Ok(Err(e)) => problems.push(format!("index part {name}: {e}")),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
             }
         }
         if let Some((id, name)) = first_lacking {
@@ -538,9 +558,10 @@ impl Repo {
     }
 
     /// Bring the index cache up to date with the index parts now, or (`rebuild`) build it
-    /// anew from them. Waits while another process updates it. The open index keeps its view.
+    /// anew from them. Waits while another process updates it. The open index is closed
+    /// meanwhile (one budget holds either it or the refresh), then opened again.
     pub fn refresh_index_cache(&self, rebuild: bool) -> Result<index::RefreshReport> {
-        loop {
+        self.with_index_closed(|| loop {
             let current = self.part_names()?;
             if let Some(report) =
                 index::cache::refresh(&self.root, &current, index::budget(), rebuild)?
@@ -549,7 +570,7 @@ impl Repo {
                 return Ok(report);
             }
             std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     fn clean_interrupted(&self) -> Result<()> {

@@ -202,7 +202,7 @@ impl<'v> Writer<'v> {
                 return Err(e);
             }
             self.vault.add_packs(&out.done);
-            self.vault.update_index_cache();
+            self.vault.update_index_cache()?;
         }
         Ok(out.done)
     }

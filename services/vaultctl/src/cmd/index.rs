@@ -24,6 +24,14 @@ pub fn set_budget(g: &Global) -> Result<(u64, SettingSource)> {
     Ok((tiervault_store::index_budget(), source))
 }
 
+/// This process's peak resident set (`VmHWM`: reset at exec, unlike `ru_maxrss`), bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
 fn source_name(s: &SettingSource) -> String {
     match s {
         SettingSource::Explicit => "--index-mib".into(),
@@ -45,6 +53,7 @@ pub fn run(g: &Global, cmd: &IndexCmd) -> Result<Outcome> {
                 v["budget_bytes"] = json!(budget.0);
                 v["budget_from"] = json!(source_name(&budget.1));
                 v["memory_used_bytes"] = json!(memory);
+                v["peak_rss_bytes"] = json!(peak_rss_bytes());
                 print_json(&v);
             } else {
                 println!(
@@ -79,6 +88,7 @@ pub fn run(g: &Global, cmd: &IndexCmd) -> Result<Outcome> {
             if g.json {
                 let mut v = serde_json::to_value(&r)?;
                 v["seconds"] = json!(secs);
+                v["peak_rss_bytes"] = json!(peak_rss_bytes());
                 print_json(&v);
             } else if !g.quiet {
                 println!(

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 use tiervault_chunkindex::{ChunkIndex, Error as CiError, Options};
 
-use super::part::{read_part_packs, PartView};
+use super::part::{read_part_packs, scan_part, PartEntry};
 use super::{Location, PackRef};
 use crate::blob::Kind;
 use crate::error::{Error, IoContext, Result};
-use crate::id::{Id, PackId};
+use crate::id::PackId;
 
 pub(crate) const DIR: &str = "index.cache";
 const PRIMARY: &str = "primary";
@@ -70,11 +70,18 @@ pub(crate) fn alt_key(id: &[u8; 32], k: u8) -> [u8; 32] {
     a
 }
 
+/// Part of the budget kept for reading index parts (`scan_part`'s buffers).
+const PART_READ_RESERVE: u64 = 3 << 20;
+
 fn options(budget: u64, which: &str) -> Options {
     // The alternatives are few (duplicates only): an eighth of the budget, and at least
     // what an index needs to open (its I/O reserve and a small cache).
     let alts = (budget / 8).max(6 << 20);
-    Options::with_budget(if which == ALTS { alts } else { budget - alts })
+    Options::with_budget(if which == ALTS {
+        alts
+    } else {
+        budget.saturating_sub(alts + PART_READ_RESERVE)
+    })
 }
 
 fn ci_err(e: CiError) -> Error {
@@ -395,31 +402,19 @@ pub(crate) fn refresh(
             absorbed.remove(g);
         }
     }
-    let mut buf = Vec::new();
     for name in new {
-        let path = index_dir.join(&name);
-        buf.clear();
-        match File::open(&path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf)) {
-            Ok(_) => {}
-            // Replaced by a collection since we listed: the next refresh sees its successor.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("reading index part", path, e)),
-        }
-        if Id::digest(&buf).hex() != name {
-            report.problems.push(format!(
-                "index part {name}: content does not match its name"
-            ));
-            continue;
-        }
-        let part = match PartView::parse(&buf) {
-            Ok(p) => p,
-            Err(e) => {
+        // Checked whole first: entries of a damaged part must not reach the cache.
+        let packs = match scan_part(&index_dir, &name, None) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
                 report.problems.push(format!("index part {name}: {e}"));
                 continue;
             }
+            // Replaced by a collection since we listed: the next refresh sees its successor.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
         };
-        let nums: Vec<u32> = part
-            .packs
+        let nums: Vec<u32> = packs
             .iter()
             .map(|p| {
                 *pos.entry(p.id).or_insert_with(|| {
@@ -428,7 +423,7 @@ pub(crate) fn refresh(
                 })
             })
             .collect();
-        for (id, pack, offset, len, kind) in part.entries() {
+        let mut absorb = |(id, pack, offset, len, kind): PartEntry| -> Result<()> {
             let v = encode_value(&Location {
                 pack: nums[pack as usize],
                 offset,
@@ -441,6 +436,15 @@ pub(crate) fn refresh(
                 }
             }
             report.entries_absorbed += 1;
+            Ok(())
+        };
+        if let Ok(Err(e)) = scan_part(&index_dir, &name, Some(&mut absorb)) {
+            // It passed the check a moment ago: someone is rewriting parts in place, which
+            // nothing of ours does. Commit nothing.
+            return Err(Error::CorruptIndex {
+                name,
+                reason: format!("changed while being read: {e}"),
+            });
         }
         report.parts_absorbed += 1;
         absorbed.insert(name);

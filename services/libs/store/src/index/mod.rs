@@ -123,24 +123,19 @@ impl Index {
         }
         let mut problems = Vec::new();
         for name in current.difference(&absorbed) {
-            let path = index_dir.join(name);
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
+            // Checked whole first: entries of a damaged part must not be used.
+            let packs = match part::scan_part(index_dir, name, None) {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    problems.push(format!("index part {name}: {e}"));
+                    continue;
+                }
                 // Replaced by a collection since we listed: its successor is listed too or
                 // was absorbed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("reading index part", path, e)),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
             };
-            if Id::digest(&bytes).hex() != *name {
-                problems.push(format!(
-                    "index part {name}: content does not match its name"
-                ));
-                continue;
-            }
-            match part::PartView::parse(&bytes) {
-                Ok(view) => idx.add_part(&view, condemned),
-                Err(e) => problems.push(format!("index part {name}: {e}")),
-            }
+            idx.add_part(index_dir, name, packs, condemned)?;
         }
         Ok((idx, problems))
     }
@@ -156,26 +151,38 @@ impl Index {
         i
     }
 
-    /// Add a part's packs and entries to the overlay, leaving out the packs in `skip`
-    /// (condemned by a garbage collection: this session must neither dedup against nor read
-    /// them).
-    fn add_part(&mut self, part: &part::PartView<'_>, skip: &HashSet<PackId>) {
-        let nums: Vec<Option<u32>> = part
-            .packs
-            .iter()
-            .map(|p| (!skip.contains(&p.id)).then(|| self.add_pack(p.clone())))
+    /// Add a checked part's packs and entries to the overlay, leaving out the packs in
+    /// `skip` (condemned by a garbage collection: this session must neither dedup against
+    /// nor read them).
+    fn add_part(
+        &mut self,
+        index_dir: &Path,
+        name: &str,
+        packs: Vec<PackRef>,
+        skip: &HashSet<PackId>,
+    ) -> Result<()> {
+        let nums: Vec<Option<u32>> = packs
+            .into_iter()
+            .map(|p| (!skip.contains(&p.id)).then(|| self.add_pack(p)))
             .collect();
-        self.overlay.reserve(part.len());
-        for (id, pack, offset, len, kind) in part.entries() {
-            let Some(pack) = nums[pack as usize] else {
-                continue;
-            };
-            self.overlay.entry(id).or_insert(Location {
-                pack,
-                offset,
-                len,
-                kind,
-            });
+        let overlay = &mut self.overlay;
+        let mut add = |(id, pack, offset, len, kind): part::PartEntry| {
+            if let Some(pack) = nums[pack as usize] {
+                overlay.entry(id).or_insert(Location {
+                    pack,
+                    offset,
+                    len,
+                    kind,
+                });
+            }
+            Ok(())
+        };
+        match part::scan_part(index_dir, name, Some(&mut add))? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::CorruptIndex {
+                name: name.to_string(),
+                reason: format!("changed while being read: {e}"),
+            }),
         }
     }
 

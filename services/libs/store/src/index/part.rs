@@ -118,10 +118,6 @@ impl<'a> PartView<'a> {
         Ok(PartView { packs, entries })
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len() / ENTRY_LEN
-    }
-
     pub fn entries(&self) -> impl Iterator<Item = PartEntry> + 'a {
         self.entries.chunks_exact(ENTRY_LEN).map(|r| {
             let mut id = [0u8; 32];
@@ -169,6 +165,88 @@ pub fn read_part_packs(path: &Path) -> std::io::Result<Result<(Vec<PackRef>, usi
         return Ok(Err("shorter than its pack table".into()));
     }
     Ok(decode_packs(&b, n_packs).map(|p| (p, n_entries)))
+}
+
+/// Entries read per call while streaming a part (48 B each: 1.5 MiB).
+const STREAM_ENTRIES: usize = 32 << 10;
+
+/// Read the part file `name` in `dir` front to back in bounded memory, checking its content
+/// against its name and its structure, and hand every entry to `on_entry` as it goes. The
+/// outer error is I/O; the inner one says what is wrong with the part. Entries handed over
+/// before a problem is found belong to a damaged part: callers that must not use them check
+/// the part first (`on_entry` = `None`).
+pub fn scan_part(
+    dir: &Path,
+    name: &str,
+    mut on_entry: Option<&mut dyn FnMut(PartEntry) -> crate::Result<()>>,
+) -> crate::Result<Result<Vec<PackRef>, String>> {
+    use std::io::Read;
+    let path = dir.join(name);
+    let io_err = |e| crate::Error::io("reading index part", &path, e);
+    let mut f = std::io::BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_err)?);
+    let mut hasher = blake3::Hasher::new();
+    let mut read = |buf: &mut [u8]| -> crate::Result<bool> {
+        match f.read_exact(buf) {
+            Ok(()) => {
+                hasher.update(buf);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io_err(e)),
+        }
+    };
+    let mut head = [0u8; HEADER_LEN];
+    if !read(&mut head)? {
+        return Ok(Err("shorter than its header".into()));
+    }
+    let (n_packs, n_entries) = match header(&head) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut table = vec![0u8; n_packs.min(1 << 24) * PACK_LEN];
+    if !read(&mut table)? {
+        return Ok(Err(format!("{n_packs} packs announced, fewer present")));
+    }
+    let packs = match decode_packs(&table, n_packs) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut left = n_entries;
+    let mut buf = vec![0u8; STREAM_ENTRIES.min(n_entries.max(1)) * ENTRY_LEN];
+    while left > 0 {
+        let n = left.min(STREAM_ENTRIES);
+        let chunk = &mut buf[..n * ENTRY_LEN];
+        if !read(chunk)? {
+            return Ok(Err(format!("{n_entries} entries announced, fewer present")));
+        }
+        let view = PartView {
+            packs: Vec::new(),
+            entries: chunk,
+        };
+        for r in chunk.chunks_exact(ENTRY_LEN) {
+            let pack = le_u32(&r[32..]);
+            if pack as usize >= n_packs {
+                return Ok(Err(format!("entry names pack #{pack} of {n_packs}")));
+            }
+            if Kind::from_u8(r[44]).is_none() {
+                return Ok(Err("unknown blob kind".into()));
+            }
+        }
+        if let Some(cb) = on_entry.as_mut() {
+            for e in view.entries() {
+                cb(e)?;
+            }
+        }
+        left -= n;
+    }
+    let mut extra = [0u8; 1];
+    if read(&mut extra)? {
+        return Ok(Err("longer than its counts".into()));
+    }
+    if hex::encode(hasher.finalize().as_bytes()) != name {
+        return Ok(Err("content does not match its name".into()));
+    }
+    Ok(Ok(packs))
 }
 
 #[cfg(test)]
@@ -221,5 +299,23 @@ mod tests {
         assert_eq!((ps.len(), n), (2, 3));
         std::fs::write(&path, &bytes[..30]).expect("write");
         assert!(read_part_packs(&path).expect("read").is_err());
+
+        // Streaming: the same entries; a wrong name or a truncated file is a problem.
+        let name = Id::digest(&bytes).hex();
+        std::fs::write(dir.path().join(&name), &bytes).expect("write");
+        let mut seen = Vec::new();
+        let mut push = |e: PartEntry| {
+            seen.push(e);
+            Ok(())
+        };
+        let packs = scan_part(dir.path(), &name, Some(&mut push))
+            .expect("io")
+            .expect("valid");
+        assert_eq!((packs.len(), seen), (2, part.entries.clone()));
+        std::fs::write(dir.path().join("0".repeat(64)), &bytes).expect("write");
+        let wrong = scan_part(dir.path(), &"0".repeat(64), None).expect("io");
+        assert_eq!(wrong, Err("content does not match its name".into()));
+        std::fs::write(dir.path().join(&name), &bytes[..bytes.len() - 48]).expect("write");
+        assert!(scan_part(dir.path(), &name, None).expect("io").is_err());
     }
 }
