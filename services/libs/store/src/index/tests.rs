@@ -214,3 +214,51 @@ fn memory_stays_within_the_budget_whatever_the_entries() {
     }
     assert!(!idx.contains(&id(400_000)).expect("get"));
 }
+
+#[test]
+fn a_crash_between_the_two_commits_or_after_the_rows_is_caught_by_the_watermark() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    write_part(root, &[pack(1, 0..500)]);
+    refresh(root, false);
+    let cache_dir = root.join(cache::DIR);
+    let saved = tmp.path().join("saved-primary");
+    copy_dir(&cache_dir.join("primary"), &saved);
+
+    // A second refresh commits alts, then primary; put the old primary back, as if the
+    // process died between the two commits.
+    write_part(root, &[pack(2, 500..900)]);
+    refresh(root, false);
+    std::fs::remove_dir_all(cache_dir.join("primary")).expect("remove");
+    copy_dir(&saved, &cache_dir.join("primary"));
+    assert!(
+        View::open(root, BUDGET).expect("open").is_none(),
+        "mismatched commits"
+    );
+    let r = refresh(root, false);
+    assert!(r.rebuilt, "{r:?}");
+    let idx = open(root, &HashSet::new());
+    assert_eq!(idx.count().expect("count"), 900);
+
+    // Rows appended by a writer that died before committing are ignored, then overwritten.
+    let packs = cache_dir.join("packs");
+    let mut rows = std::fs::read(&packs).expect("read");
+    rows.extend_from_slice(&[0xee; 64]);
+    std::fs::write(&packs, rows).expect("write");
+    let idx = open(root, &HashSet::new());
+    assert_eq!(pack_of(&idx, 600), Some(2));
+    write_part(root, &[pack(3, 900..1000)]);
+    let r = refresh(root, false);
+    assert!(!r.rebuilt && r.parts_absorbed == 1, "{r:?}");
+    let idx = open(root, &HashSet::new());
+    assert_eq!(pack_of(&idx, 950), Some(3));
+    assert_eq!(idx.count().expect("count"), 1000);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("list") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
