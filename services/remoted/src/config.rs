@@ -6,6 +6,7 @@
 //! data-dir = "/var/lib/tiervault-remote"
 //! idle-timeout = "15min"   # close a connection that sends nothing for this long (s, min, h)
 //! max-connections = 256    # connections served at once; more are refused before TLS
+//! index-bytes = 268435456  # memory each open tenant vault's chunk index may hold (>= 16 MiB)
 //! [tls]
 //! ca = "ca.pem"            # issues the appliances' client certificates
 //! cert = "server.pem"
@@ -45,6 +46,8 @@ struct Raw {
     idle_timeout: Option<String>,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    #[serde(default)]
+    index_bytes: Option<u64>,
     tls: RawTls,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
@@ -105,6 +108,8 @@ pub struct Config {
     pub idle_timeout: std::time::Duration,
     /// Connections served at once (handshakes included); more are closed at once.
     pub max_connections: usize,
+    /// Memory bound of each open tenant vault's chunk index (a connection opens one).
+    pub index_bytes: u64,
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -147,6 +152,15 @@ impl Config {
         if raw.max_connections == 0 {
             return Err(invalid("max-connections: must be at least 1".into()));
         }
+        let index_bytes = raw
+            .index_bytes
+            .unwrap_or(tiervault_store::DEFAULT_INDEX_BUDGET);
+        if index_bytes < tiervault_store::MIN_INDEX_BUDGET {
+            return Err(invalid(format!(
+                "index-bytes: {index_bytes} is below the least a chunk index needs ({})",
+                tiervault_store::MIN_INDEX_BUDGET
+            )));
+        }
         let mut tenants = BTreeMap::new();
         for (name, t) in raw.tenants {
             tiervault_tls::Tenant::parse(&name)
@@ -170,6 +184,7 @@ impl Config {
             data_dir: abs(&raw.data_dir),
             idle_timeout,
             max_connections: raw.max_connections,
+            index_bytes,
             ca: abs(&raw.tls.ca),
             cert: abs(&raw.tls.cert),
             key: abs(&raw.tls.key),
@@ -231,6 +246,13 @@ mod tests {
         )
         .expect_err("zero connections");
         assert!(e.to_string().contains("max-connections"), "{e}");
+        assert_eq!(c.index_bytes, tiervault_store::DEFAULT_INDEX_BUDGET);
+        let e = Config::parse(
+            "version = 1\nlisten = \"x\"\ndata-dir = \"d\"\nindex-bytes = 4096\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            Path::new("r.toml"),
+        )
+        .expect_err("tiny index budget");
+        assert!(e.to_string().contains("index-bytes: 4096"), "{e}");
         assert_eq!(parse_timeout("90s"), Ok(std::time::Duration::from_secs(90)));
         assert_eq!(
             parse_timeout("15min"),

@@ -137,7 +137,7 @@ fn run(cli: Cli) -> Result<()> {
             snapshot,
             force,
         } => {
-            let cfg = Config::load(&config)?;
+            let cfg = load_config(&config)?;
             let repo = tenant_repo(&cfg, &tenant)?;
             let id = Id::from_hex(&snapshot)
                 .with_context(|| format!("{snapshot:?} is not a full snapshot id"))?;
@@ -161,7 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             tenant,
             dry_run,
         } => {
-            let cfg = Config::load(&config)?;
+            let cfg = load_config(&config)?;
             let repo = tenant_repo(&cfg, &tenant)?;
             let policy = cfg
                 .tenants
@@ -206,7 +206,7 @@ fn run(cli: Cli) -> Result<()> {
             tenant,
             from,
         } => {
-            let cfg = Config::load(&config)?;
+            let cfg = load_config(&config)?;
             Tenant::parse(&tenant)?;
             if !cfg.tenants.contains_key(&tenant) {
                 bail!("tenant {tenant} is not configured in {}", config.display());
@@ -231,7 +231,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Gc { config, tenant } => {
-            let cfg = Config::load(&config)?;
+            let cfg = load_config(&config)?;
             let repo = tenant_repo(&cfg, &tenant)?;
             let r = gc::collect(&repo, &gc::GcOptions::default(), &|s: &str| {
                 eprintln!("gc: {s}")
@@ -248,8 +248,15 @@ fn tenant_repo(cfg: &Config, tenant: &str) -> Result<Repo> {
     Repo::open(&dir, tiervault_store::io::default_io()).with_context(|| format!("tenant {tenant}"))
 }
 
+/// Read the config and apply its process-wide settings (the chunk index budget).
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    let cfg = Config::load(path)?;
+    tiervault_store::set_index_budget(cfg.index_bytes);
+    Ok(cfg)
+}
+
 fn serve(config: PathBuf) -> Result<()> {
-    let cfg = Config::load(&config)?;
+    let cfg = load_config(&config)?;
     std::fs::create_dir_all(cfg.data_dir.join("tenants"))
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -71,6 +71,11 @@ fn run(cli: Cli) -> Result<()> {
         }
     };
     cfg.vault = abs(&cfg.vault);
+    let budget = cfg
+        .apply_index_budget()
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("{}: index budget", cli.config.display()))?;
+    tracing::info!("chunk index budget {budget} bytes");
     let limiter = match &cfg.schedule {
         Some(f) => {
             let source = ScheduleSource::open(abs(f))?;

@@ -46,6 +46,10 @@ pub struct ServiceConfig {
     /// size from `appliance-config`, else 4 GiB.
     #[serde(default)]
     pub cache_bytes: Option<u64>,
+    /// Memory the vault's chunk index may hold. Default: the tier's index budget from
+    /// `appliance-config`, else the store's default (256 MiB).
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
     /// The appliance config `vaultctl provision` wrote.
     #[serde(default = "default_appliance_config")]
     pub appliance_config: PathBuf,
@@ -75,7 +79,28 @@ impl ServiceConfig {
         if c.cache_bytes == Some(0) {
             return Err("cache-bytes must be at least 1 (omit it for the tier's size)".into());
         }
+        if c.index_bytes
+            .is_some_and(|b| b < tiervault_store::MIN_INDEX_BUDGET)
+        {
+            return Err(format!(
+                "index-bytes must be at least {} (16 MiB; omit it for the tier's budget)",
+                tiervault_store::MIN_INDEX_BUDGET
+            ));
+        }
         Ok(c)
+    }
+
+    /// Set this process's chunk index budget from `index-bytes`, else the appliance config.
+    pub fn apply_index_budget(&self) -> std::result::Result<u64, String> {
+        let (bytes, _) = tiervault_model::setting(
+            self.index_bytes,
+            &self.appliance_config,
+            |plan| plan.index_memory_bytes,
+            tiervault_store::DEFAULT_INDEX_BUDGET,
+        )
+        .map_err(|e| e.to_string())?;
+        tiervault_store::set_index_budget(bytes);
+        Ok(tiervault_store::index_budget())
     }
 }
 
@@ -223,6 +248,15 @@ mod tests {
         )
         .expect("parse");
         assert_eq!(c.cache_bytes, Some(1 << 20));
+        let e =
+            ServiceConfig::parse("version = 1\nvault = \"v\"\nto = \"x\"\nindex-bytes = 1024\n")
+                .expect_err("too small");
+        assert!(e.contains("index-bytes"), "{e}");
+        let explicit = ServiceConfig::parse(
+            "version = 1\nvault = \"v\"\nto = \"x\"\nindex-bytes = 33554432\nappliance-config = \"/nonexistent/a.toml\"\n",
+        )
+        .expect("parses");
+        assert_eq!(explicit.apply_index_budget(), Ok(32 << 20));
         assert_eq!(c.appliance_config, Path::new("/a.toml"));
     }
 }
