@@ -209,3 +209,72 @@ fn damaged_trailer_or_footer_is_reported() {
         }
     }
 }
+
+#[test]
+fn a_missing_pack_is_named_with_its_blobs() {
+    let fx = fixture(1);
+    let packs = pack::all(&fx.vault.dir);
+    let p = packs.first().expect("a pack");
+    fs::remove_file(&p.path).expect("remove pack");
+    let damage = verify_damage(&fx.vault, false);
+    assert!(
+        damage
+            .iter()
+            .any(|d| d["pack"].as_str() == Some(p.id.as_str())
+                && d["error"].as_str() == Some("pack named by the index is missing")),
+        "{damage:?}"
+    );
+    let lost: Vec<&Value> = damage
+        .iter()
+        .filter(|d| d["error"].as_str() == Some("its pack is missing"))
+        .collect();
+    assert_eq!(
+        lost.len(),
+        p.entries.len(),
+        "one line per blob of the pack: {damage:?}"
+    );
+}
+
+/// An index part (docs/format.md section 6) naming `pack` with one entry, `id`.
+fn stray_part(vault_dir: &Path, pack: &Pack, id: [u8; 32]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"TVINDEX1");
+    for n in [1u32, 1, 1, 0] {
+        b.extend_from_slice(&n.to_le_bytes());
+    }
+    let mut pid = [0u8; 16];
+    hex::decode_to_slice(&pack.id, &mut pid).expect("pack id is hex");
+    b.extend_from_slice(&pid);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&pack.len.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&id);
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&100u32.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    let name = blake3::hash(&b).to_hex().to_string();
+    fs::write(vault_dir.join("index").join(name), b).expect("write part");
+}
+
+#[test]
+fn an_index_entry_its_pack_does_not_hold_is_named() {
+    let fx = fixture(1);
+    let packs = pack::all(&fx.vault.dir);
+    let p = packs.first().expect("a pack");
+    let stray = [0x5a; 32];
+    stray_part(&fx.vault.dir, p, stray);
+    for quick in [true, false] {
+        let damage = verify_damage(&fx.vault, quick);
+        assert!(
+            damage
+                .iter()
+                .any(|d| d["blob"].as_str() == Some(hex::encode(stray).as_str())
+                    && d["pack"].as_str() == Some(p.id.as_str())
+                    && d["error"].as_str()
+                        == Some("the index entry disagrees with the pack's trailer")),
+            "verify{} misses the stray entry: {damage:?}",
+            if quick { " --quick" } else { "" }
+        );
+    }
+}

@@ -54,7 +54,10 @@ impl Report {
 
 struct PackCheck {
     id: PackId,
-    entries: Option<Vec<PackEntry>>,
+    /// Trailer entries (None: the trailer is unreadable).
+    entries: Option<u64>,
+    /// Trailer entries the index locates in this pack (at the trailer's place or not).
+    indexed_here: u64,
     bad: Vec<(Id, String)>,
     error: Option<String>,
     bytes: u64,
@@ -70,13 +73,14 @@ fn check_pack(
     let mut out = PackCheck {
         id,
         entries: None,
+        indexed_here: 0,
         bad: Vec::new(),
         error: None,
         bytes: 0,
     };
     if quick {
         match vault.read_pack_trailer(&id, path) {
-            Ok((_, e)) => out.entries = Some(e),
+            Ok((_, e)) => against_index(vault, &mut out, &e),
             Err(e) => out.error = Some(e),
         }
         return out;
@@ -116,8 +120,39 @@ fn check_pack(
             out.bad.push((e.id, reason));
         }
     }
-    out.entries = Some(entries);
+    against_index(vault, &mut out, &entries);
     out
+}
+
+/// Compare a pack's trailer with the index: every entry the index locates in this pack must
+/// sit where the trailer says. Counts them, so the index scan can tell whether the index
+/// locates anything else here.
+fn against_index(vault: &Vault, out: &mut PackCheck, entries: &[PackEntry]) {
+    out.entries = Some(entries.len() as u64);
+    let index = vault.index();
+    let Some(row) = index.pack_row(&out.id) else {
+        return;
+    };
+    let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+    let found = match index.get_many(&ids) {
+        Ok(f) => f,
+        Err(e) => {
+            out.error = Some(format!("looking its blobs up in the index failed: {e}"));
+            return;
+        }
+    };
+    for (e, loc) in entries.iter().zip(found) {
+        let Some(loc) = loc.filter(|l| l.pack == row) else {
+            continue;
+        };
+        out.indexed_here += 1;
+        if (loc.offset, loc.len) != (e.offset, e.len) {
+            out.bad.push((
+                e.id,
+                "the index entry disagrees with the pack's trailer".into(),
+            ));
+        }
+    }
 }
 
 pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Report> {
@@ -167,7 +202,8 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
 
     // bad id → (pack, reason)
     let mut bad: IdMap<(Option<String>, String)> = IdMap::default();
-    let mut trailers: HashMap<PackId, IdMap<(u64, u32)>> = HashMap::new();
+    // Per pack: (healthy, trailer entries the index locates there).
+    let mut checked: HashMap<PackId, (bool, u64)> = HashMap::new();
     for r in &results {
         report.packs += 1;
         report.bytes += r.bytes;
@@ -178,38 +214,26 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
                 ..Damage::default()
             });
         }
-        if let Some(entries) = &r.entries {
-            report.blobs += entries.len() as u64;
-            trailers.insert(
-                r.id,
-                entries.iter().map(|e| (e.id, (e.offset, e.len))).collect(),
-            );
-        }
+        report.blobs += r.entries.unwrap_or(0);
         for (id, reason) in &r.bad {
             bad.insert(*id, (Some(r.id.hex()), reason.clone()));
         }
+        checked.insert(r.id, (r.entries.is_some(), r.indexed_here));
     }
 
-    // 2. The index against the packs.
+    // 2. The index against the packs, in one scan (no pack's trailer is held): an entry
+    // whose pack is missing or damaged is bad; a pack the index locates more entries in than
+    // its trailer accounts for is looked at again below.
     let mut broken_packs: HashSet<PackId> = HashSet::new();
     let index = vault.index();
+    let mut per_row = vec![0u64; index.pack_rows()];
     index.for_each(|id, loc| {
         let pref = index.pack(loc.pack);
-        match trailers.get(&pref.id) {
-            Some(t) => {
-                if t.get(id) != Some(&(loc.offset, loc.len)) && !bad.contains_key(id) {
-                    bad.insert(
-                        *id,
-                        (
-                            Some(pref.id.hex()),
-                            "the index entry disagrees with the pack's trailer".into(),
-                        ),
-                    );
-                }
-            }
-            None => {
+        match checked.get(&pref.id) {
+            Some((true, _)) => per_row[loc.pack as usize] += 1,
+            Some((false, _)) | None => {
                 if !bad.contains_key(id) {
-                    let on = results.iter().any(|r| r.id == pref.id);
+                    let on = checked.contains_key(&pref.id);
                     let why = if on {
                         "its pack is damaged"
                     } else {
@@ -227,6 +251,43 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
             }
         }
     })?;
+    let strays: HashSet<u32> = per_row
+        .iter()
+        .enumerate()
+        .filter(|(row, n)| {
+            let id = index.pack(*row as u32).id;
+            checked
+                .get(&id)
+                .is_some_and(|(ok, here)| *ok && **n > *here)
+        })
+        .map(|(row, _)| row as u32)
+        .collect();
+    if !strays.is_empty() {
+        // Entries located in a healthy pack whose trailer does not list them (damage of the
+        // index, rare): name them, reading only these packs' trailers.
+        let mut trailers: HashMap<u32, HashSet<Id>> = HashMap::new();
+        for &row in &strays {
+            let pref = index.pack(row);
+            let ids = vault
+                .read_pack_trailer(&pref.id, &vault.pack_path(pref))
+                .map(|(_, e)| e.into_iter().map(|e| e.id).collect())
+                .unwrap_or_default();
+            trailers.insert(row, ids);
+        }
+        index.for_each(|id, loc| {
+            if let Some(t) = trailers.get(&loc.pack) {
+                if !t.contains(id) && !bad.contains_key(id) {
+                    bad.insert(
+                        *id,
+                        (
+                            Some(index.pack(loc.pack).id.hex()),
+                            "the index entry disagrees with the pack's trailer".into(),
+                        ),
+                    );
+                }
+            }
+        })?;
+    }
     drop(index);
 
     // 3. Snapshots, trees and references; map bad ids to snapshots and files.

@@ -244,6 +244,39 @@ impl Index {
         }
     }
 
+    /// Look many ids up at once: the cache reads each page once for all the ids on it, with
+    /// several reads in flight.
+    pub fn get_many(&self, ids: &[Id]) -> Result<Vec<Option<Location>>> {
+        let mut out = vec![None; ids.len()];
+        let mut ask = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.overlay.get(id) {
+                Some(l) if !self.is_hidden(l.pack) => out[i] = Some(*l),
+                _ => ask.push(i),
+            }
+        }
+        if let Some(c) = &self.cache {
+            let keys: Vec<[u8; 32]> = ask.iter().map(|&i| ids[i].0).collect();
+            let got = c.primary.get_many(&keys).map_err(Error::IndexCache)?;
+            for (&i, v) in ask.iter().zip(got) {
+                if let Some(v) = v {
+                    out[i] = self.resolve(c, &ids[i].0, v)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The row of the pack with this id, visible or not.
+    pub fn pack_row(&self, id: &PackId) -> Option<u32> {
+        self.pack_pos.get(id).copied()
+    }
+
+    /// Rows in the pack table (visible or not).
+    pub fn pack_rows(&self) -> usize {
+        self.packs.len()
+    }
+
     pub fn contains(&self, id: &Id) -> Result<bool> {
         Ok(self.get(id)?.is_some())
     }
