@@ -107,6 +107,15 @@ pub fn mode_string(e: &Entry) -> String {
     s
 }
 
+/// This process's peak resident set (`VmHWM`: reset at exec, unlike `ru_maxrss`), bytes;
+/// `None` where /proc says nothing.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use crate::blob::Kind;
 use crate::error::{Error, IoContext, Result};
-use crate::id::{Id, IdMap, IdSet, PackId};
-use crate::index::{PackInfo, PackRef, Part};
+use crate::id::{Id, IdMap, PackId};
+use crate::index::part::PartEntry;
+use crate::index::{PackRef, Part};
 use crate::ingest::Ingest;
 
-use crate::pack::PackEntry;
 use crate::repo::Repo;
 
 const CONDEMNED: &str = "condemned";
@@ -226,61 +226,6 @@ impl View {
         f.read_exact_at(&mut b, off)?;
         Ok(b)
     }
-
-    /// The ids a refs blob lists, from any readable copy.
-    fn refs(&self, repo: &Repo, id: &Id) -> Option<Vec<Id>> {
-        for (pack, off, len, _) in self.copies.get(id)? {
-            let Ok(stored) = self.read(repo, pack, *off, *len) else {
-                continue;
-            };
-            let Ok(payload) = crate::codec::refs_payload(&stored) else {
-                continue;
-            };
-            if Id::digest(payload) == *id {
-                if let Ok(ids) = crate::refs::parse(payload) {
-                    return Some(ids);
-                }
-            }
-        }
-        None
-    }
-
-    /// The live set: every blob the current snapshot files reference.
-    fn mark(&self, repo: &Repo) -> Result<(IdSet, u64, u64)> {
-        let (snaps, bad) = repo.snapshot_files()?;
-        if let Some((name, reason)) = bad.first() {
-            return Err(Error::CorruptSnapshot {
-                name: name.clone(),
-                reason: format!("{reason}; a collection needs every snapshot readable"),
-            });
-        }
-        let mut live = IdSet::default();
-        let mut missing = 0u64;
-        for s in &snaps {
-            for r in &s.header.refs {
-                live.insert(*r);
-                match self.refs(repo, r) {
-                    Some(ids) => live.extend(ids),
-                    None => {
-                        // We cannot know what this snapshot references: deleting anything
-                        // could destroy its data.
-                        return Err(Error::CorruptSnapshot {
-                            name: s.id.hex(),
-                            reason: format!(
-                                "its reference list blob {r} is missing or damaged; run verify"
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-        for id in &live {
-            if !self.copies.contains_key(id) {
-                missing += 1;
-            }
-        }
-        Ok((live, snaps.len() as u64, missing))
-    }
 }
 
 /// Run a collection (or finish one an interrupted run started).
@@ -291,18 +236,14 @@ pub fn collect(repo: &Repo, opts: &GcOptions, progress: &dyn GcProgress) -> Resu
     report.resumed = !condemned.is_empty();
     if condemned.is_empty() {
         progress.stage("marking referenced blobs");
-        let view = View::load(repo)?;
-        let (live, snaps, missing) = view.mark(repo)?;
-        report.snapshots = snaps;
-        report.live_blobs = live.len() as u64;
-        report.missing_blobs = missing;
-        report.packs_before = view.packs.len() as u64;
-        condemned = plan(&view, &live, opts, &mut report);
+        let live = Live::mark(repo, &mut report)?;
+        condemned = plan(repo, &live, opts, &mut report)?;
         if opts.dry_run || condemned.is_empty() {
             return Ok(report);
         }
         progress.stage("copying live blobs out of packs to delete");
-        copy_live(repo, &view, &live, &mut condemned, &mut report)?;
+        copy_live(repo, &live, &mut condemned, &mut report, false)?;
+        drop(live);
         if condemned.is_empty() {
             return Ok(report);
         }
@@ -312,6 +253,148 @@ pub fn collect(repo: &Repo, opts: &GcOptions, progress: &dyn GcProgress) -> Resu
     }
     finish(repo, &condemned, opts, progress, &mut report, false)?;
     Ok(report)
+}
+
+/// Directory of the live set's temporary chunk index.
+const LIVE_DIR: &str = "gc.live";
+
+/// Every blob the snapshot files reference, as a temporary on-disk chunk index (in
+/// `gc.live/`, within the index memory budget): the live set of a vault of any size.
+struct Live {
+    ids: tiervault_chunkindex::ChunkIndex,
+    dir: std::path::PathBuf,
+}
+
+impl Live {
+    fn mark(repo: &Repo, report: &mut GcReport) -> Result<Live> {
+        let dir = repo.root().join(LIVE_DIR);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).ctx("removing an old live set", &dir)?;
+        }
+        let mut opts = tiervault_chunkindex::Options::with_budget(crate::index::budget());
+        // About as many live ids as the index holds: no bigger buffer than that needs.
+        opts.max_buffer_entries = Some(repo.index().approx_len() + (64 << 10));
+        let ids = tiervault_chunkindex::ChunkIndex::open(&dir, opts).map_err(Error::IndexCache)?;
+        let mut live = Live { ids, dir };
+        let (snaps, bad) = repo.snapshot_files()?;
+        if let Some((name, reason)) = bad.first() {
+            return Err(Error::CorruptSnapshot {
+                name: name.clone(),
+                reason: format!("{reason}; a collection needs every snapshot readable"),
+            });
+        }
+        // After listing the snapshots: the blobs of every one listed are in index parts
+        // that exist now (a snapshot is written after its parts), which the index must see.
+        repo.reload_index()?;
+        for s in &snaps {
+            for r in &s.header.refs {
+                live.insert(r)?;
+                let ids = read_refs_any(repo, r).map_err(|_| Error::CorruptSnapshot {
+                    name: s.id.hex(),
+                    reason: format!(
+                        "its reference list blob {r} is missing or damaged; run verify"
+                    ),
+                })?;
+                for id in &ids {
+                    live.insert(id)?;
+                }
+            }
+        }
+        // Sorted iteration (`plan`) needs the buffer in a run.
+        live.ids.commit(b"").map_err(Error::IndexCache)?;
+        report.snapshots = snaps.len() as u64;
+        report.live_blobs = live.ids.len();
+        Ok(live)
+    }
+
+    fn insert(&mut self, id: &Id) -> Result<()> {
+        self.ids
+            .insert(&id.0, [0; 16])
+            .map(|_| ())
+            .map_err(Error::IndexCache)
+    }
+
+    fn contains(&self, id: &Id) -> Result<bool> {
+        self.ids.contains(&id.0).map_err(Error::IndexCache)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("removing the live set {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// The ids a refs blob lists: from a visible copy, else from any copy (a resumed collection
+/// hides the packs it condemned, which may hold the only one).
+fn read_refs_any(repo: &Repo, id: &Id) -> Result<Vec<Id>> {
+    match repo.read_refs(id) {
+        Err(Error::MissingBlob(_)) | Err(Error::CorruptBlob { .. }) => {
+            let loc = repo
+                .index()
+                .get_with(id, &|_| false)?
+                .ok_or(Error::MissingBlob(*id))?;
+            repo.read_refs_at(id, &loc)
+        }
+        other => other,
+    }
+}
+
+/// Every index part's packs, each once (a pack two parts name counts for the first), with
+/// the bytes of its entries. A damaged part is an error: it may name live packs. Packs this
+/// session's index does not know (written since it opened) are left for the next collection.
+fn pack_totals(repo: &Repo) -> Result<HashMap<PackId, (PackRef, u64)>> {
+    let dir = repo.root().join("index");
+    let mut out: HashMap<PackId, (PackRef, u64)> = HashMap::new();
+    for name in crate::repo::list_dir(&dir)? {
+        let packs: Vec<PackRef> = part_packs(&dir, &name)?;
+        let fresh: Vec<bool> = {
+            let index = repo.index();
+            packs
+                .iter()
+                .map(|p| !out.contains_key(&p.id) && index.has_pack(&p.id))
+                .collect()
+        };
+        for (p, _) in packs.iter().zip(&fresh).filter(|(_, f)| **f) {
+            out.insert(p.id, (p.clone(), 0));
+        }
+        let mut add = |(_, pack, _, len, _): PartEntry| {
+            if fresh[pack as usize] {
+                if let Some(t) = out.get_mut(&packs[pack as usize].id) {
+                    t.1 += len as u64;
+                }
+            }
+            Ok(())
+        };
+        scan_checked(&dir, &name, &mut add)?;
+    }
+    Ok(out)
+}
+
+/// A part's packs; a damaged part is an error (deleting with it unread is unsafe).
+fn part_packs(dir: &Path, name: &str) -> Result<Vec<PackRef>> {
+    match crate::index::part::read_part_packs(&dir.join(name)) {
+        Ok(Ok((p, _))) => Ok(p),
+        Ok(Err(e)) => Err(damaged_part(name, e)),
+        Err(e) => Err(Error::io("reading index part", dir.join(name), e)),
+    }
+}
+
+fn damaged_part(name: &str, e: String) -> Error {
+    Error::CorruptIndex {
+        name: name.to_string(),
+        reason: format!("{e}; run verify and rebuild the index before collecting"),
+    }
+}
+
+/// Stream a part's entries through `f`, failing on a damaged part.
+fn scan_checked(dir: &Path, name: &str, f: &mut dyn FnMut(PartEntry) -> Result<()>) -> Result<()> {
+    match crate::index::part::scan_part(dir, name, Some(f))? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(damaged_part(name, e)),
+    }
 }
 
 /// Keep a second collector (or healer) out for as long as the returned file is held.
@@ -351,17 +434,12 @@ pub(crate) fn finish(
 ) -> Result<()> {
     wait_for_older_sessions(repo, opts, progress, report)?;
     progress.stage("rescuing blobs referenced meanwhile");
-    let view = View::load(repo)?;
-    let (live, snaps, missing) = view.mark(repo)?;
-    report.snapshots = snaps;
-    report.live_blobs = live.len() as u64;
-    report.missing_blobs = missing;
-    if report.packs_before == 0 {
-        report.packs_before = view.packs.len() as u64;
-    }
-    rescue(repo, &view, &live, condemned, report)?;
+    let live = Live::mark(repo, report)?;
+    let mut still = condemned.clone();
+    copy_live(repo, &live, &mut still, report, true)?;
+    drop(live);
     progress.stage("deleting condemned packs");
-    sweep(repo, &view, condemned, report, quarantine)?;
+    sweep(repo, condemned, report, quarantine)?;
     let path = repo.root().join(CONDEMNED);
     repo.io()
         .remove_file(&path)
@@ -377,100 +455,145 @@ fn now_ns() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
 }
 
-/// Which packs to delete: unreferenced ones, and those mostly unreferenced.
-fn plan(view: &View, live: &IdSet, opts: &GcOptions, report: &mut GcReport) -> HashSet<PackId> {
-    // One copy of each live blob counts as live: duplicates (two concurrent writers stored
-    // the same chunk) are garbage too.
-    let mut kept: IdSet = IdSet::default();
+/// Which packs to delete: unreferenced ones, and those mostly unreferenced. One copy of
+/// each live blob counts as live (the one the index answers with): other copies (two
+/// concurrent writers stored the same chunk) are garbage too.
+fn plan(
+    repo: &Repo,
+    live: &Live,
+    opts: &GcOptions,
+    report: &mut GcReport,
+) -> Result<HashSet<PackId>> {
+    let totals = pack_totals(repo)?;
+    report.packs_before = totals.len() as u64;
+    let mut live_bytes: HashMap<PackId, u64> = HashMap::new();
+    let index = repo.index();
+    let mut missing = 0u64;
+    let ids = live
+        .ids
+        .iter_committed()
+        .map_err(Error::IndexCache)?
+        .map(|e| e.map(|(k, _)| Id(k)).map_err(Error::IndexCache));
+    index.join_sorted(ids, |_, loc| match loc {
+        Some(l) => *live_bytes.entry(index.pack(l.pack).id).or_default() += l.len as u64,
+        None => missing += 1,
+    })?;
+    report.missing_blobs = missing;
     let mut out = HashSet::new();
-    let mut packs: Vec<&PackId> = view.contents.keys().collect();
+    let mut packs: Vec<&PackId> = totals.keys().collect();
     packs.sort();
     for pack in packs {
-        let entries = &view.contents[pack];
-        let total: u64 = entries.iter().map(|e| e.2 as u64).sum();
-        let live_bytes: u64 = entries
-            .iter()
-            .filter(|e| live.contains(&e.0) && kept.insert(e.0))
-            .map(|e| e.2 as u64)
-            .sum();
-        let unused = total - live_bytes;
-        if live_bytes == 0 || (total > 0 && unused as f64 >= opts.max_unused * total as f64) {
+        let (pref, total) = &totals[pack];
+        let live = live_bytes.get(pack).copied().unwrap_or(0).min(*total);
+        let unused = total - live;
+        if live == 0 || (*total > 0 && unused as f64 >= opts.max_unused * *total as f64) {
             out.insert(*pack);
-            let len = view.packs.get(pack).map_or(total, |p| p.len);
-            report.bytes_freed += len;
+            report.bytes_freed += pref.len;
             report.packs_deleted += 1;
-            if live_bytes > 0 {
+            if live > 0 {
                 report.packs_rewritten += 1;
             }
         }
     }
-    out
+    Ok(out)
 }
 
-/// True when `id` has a copy outside `condemned`.
-fn has_safe_copy(
-    view: &View,
-    id: &Id,
-    condemned: &HashSet<PackId>,
-    ing: &Ingest,
-    repo: &Repo,
-) -> bool {
-    // A failed index lookup counts as "no copy": the blob is copied once more, never lost.
-    ing.has(repo, id).unwrap_or(false)
-        || view
-            .copies
-            .get(id)
-            .is_some_and(|c| c.iter().any(|(p, ..)| !condemned.contains(p)))
-}
-
-/// Copy the live blobs of packs about to be condemned into new packs. A pack holding a
-/// live blob that fails its trailer digest is not condemned: we never trade a damaged copy
-/// for none.
+/// Copy the live blobs that only condemned packs hold into new packs, pack by pack as the
+/// index parts name them. Before publishing (`published` false) a pack holding such a blob
+/// that fails its trailer digest is not condemned after all: we never trade a damaged copy
+/// for none. After publishing (a rescue) another condemned copy is tried instead.
 fn copy_live(
     repo: &Repo,
-    view: &View,
-    live: &IdSet,
+    live: &Live,
     condemned: &mut HashSet<PackId>,
     report: &mut GcReport,
+    published: bool,
 ) -> Result<()> {
     let mut ing = Ingest::for_copying(repo);
-    let mut order: Vec<PackId> = condemned.iter().copied().collect();
-    order.sort();
-    for pack in order {
-        let wanted: Vec<&(Id, u64, u32, Kind)> = view.contents[&pack]
-            .iter()
-            .filter(|e| live.contains(&e.0) && !has_safe_copy(view, &e.0, condemned, &ing, repo))
-            .collect();
-        if wanted.is_empty() {
+    let dir = repo.root().join("index");
+    for name in crate::repo::list_dir(&dir)? {
+        let packs = part_packs(&dir, &name)?;
+        if !packs.iter().any(|p| condemned.contains(&p.id)) {
             continue;
         }
-        let digests = trailer_digests(repo, view, &pack);
-        for (id, off, len, kind) in wanted {
-            let stored = view.read(repo, &pack, *off, *len).ok();
-            let digest = digests.as_ref().and_then(|d| d.get(off)).copied();
-            let good = match (stored, digest) {
-                (Some(b), Some(d)) if crate::pack::digest16(&b) == d => Some((b, d)),
-                _ => None,
-            };
-            let Some((stored, digest)) = good else {
-                tracing::warn!(
-                    "pack {}: live blob {id} is damaged; keeping the pack",
-                    pack.hex()
-                );
-                condemned.remove(&pack);
-                report.packs_deleted -= 1;
-                report.packs_rewritten -= 1;
-                report.bytes_freed -= view.packs.get(&pack).map_or(0, |p| p.len);
-                break;
-            };
-            if ing.put_checked(repo, id, *kind, digest, &stored)? {
-                report.blobs_copied += 1;
-                report.bytes_copied += stored.len() as u64;
+        // The trailer digests of the pack whose entries are being read (entries come pack by
+        // pack); `None` inside: unreadable trailer.
+        let mut digests: Option<(PackId, Option<Digests>)> = None;
+        let mut copy = |(id, pack, off, len, kind): PartEntry| -> Result<()> {
+            let pref = &packs[pack as usize];
+            if !condemned.contains(&pref.id) || !live.contains(&id)? {
+                return Ok(());
             }
-        }
+            if ing.has(repo, &id)? || has_safe_copy(repo, &id, condemned)? {
+                return Ok(());
+            }
+            if digests.as_ref().is_none_or(|(p, _)| *p != pref.id) {
+                digests = Some((pref.id, trailer_digests_of(repo, pref)));
+            }
+            let digest = digests
+                .as_ref()
+                .and_then(|(_, d)| d.as_ref()?.get(&off).copied());
+            let stored = read_at(repo, pref, off, len).ok();
+            match (stored, digest) {
+                (Some(b), Some(d)) if crate::pack::digest16(&b) == d => {
+                    if ing.put_checked(repo, &id, kind, d, &b)? {
+                        if published {
+                            report.blobs_rescued += 1;
+                        } else {
+                            report.blobs_copied += 1;
+                            report.bytes_copied += b.len() as u64;
+                        }
+                    }
+                }
+                _ if published => {
+                    tracing::warn!("pack {}: copy of blob {id} is damaged", pref.id.hex());
+                }
+                _ => {
+                    tracing::warn!(
+                        "pack {}: live blob {id} is damaged; keeping the pack",
+                        pref.id.hex()
+                    );
+                    condemned.remove(&pref.id);
+                    report.packs_deleted -= 1;
+                    report.packs_rewritten -= 1;
+                    report.bytes_freed -= pref.len;
+                }
+            }
+            Ok(())
+        };
+        scan_checked(&dir, &name, &mut copy)?;
     }
     ing.flush(repo)?;
     Ok(())
+}
+
+/// True when `id` has a copy the index knows outside `condemned` (and outside the packs
+/// this session hides). An index that does not know every copy only costs an extra copy.
+fn has_safe_copy(repo: &Repo, id: &Id, condemned: &HashSet<PackId>) -> Result<bool> {
+    let index = repo.index();
+    let hidden = |row: u32| {
+        index
+            .pack_ref(row)
+            .is_none_or(|p| condemned.contains(&p.id) || !index.has_pack(&p.id))
+    };
+    Ok(index.get_with(id, &hidden)?.is_some())
+}
+
+fn read_at(repo: &Repo, pref: &PackRef, off: u64, len: u32) -> std::io::Result<Vec<u8>> {
+    let f = File::open(repo.pack_path(pref))?;
+    let mut b = vec![0u8; len as usize];
+    f.read_exact_at(&mut b, off)?;
+    Ok(b)
+}
+
+/// Offset → digest of a pack's trailer entries.
+type Digests = HashMap<u64, [u8; 16]>;
+
+fn trailer_digests_of(repo: &Repo, pref: &PackRef) -> Option<Digests> {
+    let (_, entries) = repo
+        .read_pack_trailer(&pref.id, &repo.pack_path(pref))
+        .ok()?;
+    Some(entries.iter().map(|e| (e.offset, e.digest)).collect())
 }
 
 /// Offset → digest of a pack's trailer.
@@ -479,14 +602,7 @@ pub(crate) fn trailer_digests(
     view: &View,
     pack: &PackId,
 ) -> Option<HashMap<u64, [u8; 16]>> {
-    let pref = view.packs.get(pack)?;
-    let (_, entries) = repo.read_pack_trailer(pack, &repo.pack_path(pref)).ok()?;
-    Some(
-        entries
-            .iter()
-            .map(|e: &PackEntry| (e.offset, e.digest))
-            .collect(),
-    )
+    trailer_digests_of(repo, view.packs.get(pack)?)
 }
 
 fn wait_for_older_sessions(
@@ -520,60 +636,25 @@ fn wait_for_older_sessions(
     Ok(())
 }
 
-/// Copy condemned-only blobs that became referenced (by sessions older than the condemnation).
-fn rescue(
-    repo: &Repo,
-    view: &View,
-    live: &IdSet,
-    condemned: &HashSet<PackId>,
-    report: &mut GcReport,
-) -> Result<()> {
-    let mut ing = Ingest::for_copying(repo);
-    let mut ids: Vec<&Id> = live.iter().collect();
-    ids.sort();
-    for id in ids {
-        if has_safe_copy(view, id, condemned, &ing, repo) {
-            continue;
-        }
-        let Some(copies) = view.copies.get(id) else {
-            continue;
-        };
-        for (pack, off, len, kind) in copies {
-            let Ok(stored) = view.read(repo, pack, *off, *len) else {
-                continue;
-            };
-            let digest = trailer_digests(repo, view, pack)
-                .and_then(|d| d.get(off).copied())
-                .filter(|d| *d == crate::pack::digest16(&stored));
-            if let Some(d) = digest {
-                ing.put_checked(repo, id, *kind, d, &stored)?;
-                report.blobs_rescued += 1;
-                break;
-            }
-        }
-    }
-    ing.flush(repo)?;
-    Ok(())
-}
-
 /// Rewrite the index parts without the condemned packs, then delete the packs.
 fn sweep(
     repo: &Repo,
-    view: &View,
     condemned: &HashSet<PackId>,
     report: &mut GcReport,
     quarantine: bool,
 ) -> Result<()> {
     let dir = repo.root().join("index");
-    for (name, part) in &view.parts {
-        if !part.packs.iter().any(|p| condemned.contains(&p.id)) {
+    let mut prefs: HashMap<PackId, PackRef> = HashMap::new();
+    for name in crate::repo::list_dir(&dir)? {
+        let packs = part_packs(&dir, &name)?;
+        if !packs.iter().any(|p| condemned.contains(&p.id)) {
             continue;
         }
-        let kept = without(part, condemned);
-        if !kept.is_empty() {
-            repo.write_index_part(&kept)?;
+        for p in packs.iter().filter(|p| condemned.contains(&p.id)) {
+            prefs.insert(p.id, p.clone());
         }
-        let path = dir.join(name);
+        rewrite_part(repo, &dir, &name, &packs, condemned)?;
+        let path = dir.join(&name);
         match repo.io().remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -583,7 +664,7 @@ fn sweep(
     repo.io().sync_dir(&dir).ctx("syncing", &dir)?;
     let mut subdirs = HashSet::new();
     for pack in condemned {
-        let Some(pref) = view.packs.get(pack) else {
+        let Some(pref) = prefs.get(pack) else {
             continue;
         };
         let path = repo.pack_path(pref);
@@ -601,12 +682,14 @@ fn sweep(
             continue;
         }
         match repo.io().remove_file(&path) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(p) = path.parent() {
+                    subdirs.insert(p.to_path_buf());
+                }
+            }
+            // Gone already (an interrupted sweep): nothing to make durable.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("removing pack", path, e)),
-        }
-        if let Some(p) = path.parent() {
-            subdirs.insert(p.to_path_buf());
         }
     }
     for d in subdirs {
@@ -618,29 +701,82 @@ fn sweep(
     Ok(())
 }
 
-/// An index part's packs (with their entries) minus `drop`.
-fn without(part: &Part, drop: &HashSet<PackId>) -> Vec<PackInfo> {
-    let mut out: Vec<PackInfo> = part
-        .packs
-        .iter()
-        .map(|p| PackInfo {
-            id: p.id,
-            dir: p.dir,
-            len: p.len,
-            entries: Vec::new(),
-        })
+/// Write part `name` again without the packs in `drop` (streamed: one pass counts, one
+/// writes), durably, under its new name. Nothing is written when no pack is left.
+fn rewrite_part(
+    repo: &Repo,
+    dir: &Path,
+    name: &str,
+    packs: &[PackRef],
+    without: &HashSet<PackId>,
+) -> Result<()> {
+    use crate::index::part::{encode_entry, encode_header, encode_pack_row};
+    let mut blobs = vec![0usize; packs.len()];
+    scan_checked(dir, name, &mut |(_, pack, ..): PartEntry| {
+        blobs[pack as usize] += 1;
+        Ok(())
+    })?;
+    let kept: Vec<usize> = (0..packs.len())
+        .filter(|&i| !without.contains(&packs[i].id))
         .collect();
-    for (id, pack, offset, len, kind) in &part.entries {
-        out[*pack as usize].entries.push(PackEntry {
-            id: *id,
-            digest: [0; 16],
-            offset: *offset,
-            len: *len,
-            kind: *kind,
-        });
+    if kept.is_empty() {
+        return Ok(());
     }
-    out.retain(|p| !drop.contains(&p.id));
-    out
+    let mut renumber = vec![u32::MAX; packs.len()];
+    for (new, &old) in kept.iter().enumerate() {
+        renumber[old] = new as u32;
+    }
+    let mut head = Vec::new();
+    encode_header(&mut head, kept.len(), kept.iter().map(|&i| blobs[i]).sum());
+    for &i in &kept {
+        encode_pack_row(&mut head, &packs[i], blobs[i]);
+    }
+    let tmp = repo.tmp_dir().join(format!("part-{name}"));
+    let mut out = PartWriter {
+        file: repo.io().create(&tmp).ctx("writing index part", &tmp)?,
+        hasher: blake3::Hasher::new(),
+        at: 0,
+        path: tmp.clone(),
+    };
+    out.put(head)?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    scan_checked(dir, name, &mut |(id, pack, off, len, kind): PartEntry| {
+        let new = renumber[pack as usize];
+        if new != u32::MAX {
+            encode_entry(&mut buf, &(id, new, off, len, kind));
+            if buf.len() >= 1 << 20 {
+                out.put(std::mem::replace(&mut buf, Vec::with_capacity(1 << 20)))?;
+            }
+        }
+        Ok(())
+    })?;
+    out.put(buf)?;
+    out.file.sync().ctx("syncing index part", &tmp)?;
+    let dest = dir.join(out.hasher.finalize().to_hex().as_str());
+    drop(out);
+    repo.io()
+        .rename(&tmp, &dest)
+        .ctx("writing index part", &dest)
+}
+
+/// A part written front to back, hashed as it goes (its name is the hash).
+struct PartWriter {
+    file: Box<dyn crate::io::WriteFile>,
+    hasher: blake3::Hasher,
+    at: u64,
+    path: std::path::PathBuf,
+}
+
+impl PartWriter {
+    fn put(&mut self, buf: Vec<u8>) -> Result<()> {
+        self.hasher.update(&buf);
+        let n = buf.len() as u64;
+        self.file
+            .write_at(self.at, buf)
+            .ctx("writing index part", &self.path)?;
+        self.at += n;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -656,41 +792,5 @@ mod tests {
         let mut bad = b.clone();
         bad[0] = b'X';
         assert!(decode_condemned(&bad).is_err());
-    }
-
-    #[test]
-    fn without_drops_packs_and_their_entries() {
-        use crate::index;
-        let part = index::decode_part(&index::encode_part(&[
-            PackInfo {
-                id: PackId([1; 16]),
-                dir: 0,
-                len: 10,
-                entries: vec![PackEntry {
-                    id: Id([1; 32]),
-                    digest: [0; 16],
-                    offset: 0,
-                    len: 10,
-                    kind: Kind::Data,
-                }],
-            },
-            PackInfo {
-                id: PackId([2; 16]),
-                dir: 0,
-                len: 20,
-                entries: vec![PackEntry {
-                    id: Id([2; 32]),
-                    digest: [0; 16],
-                    offset: 0,
-                    len: 20,
-                    kind: Kind::Meta,
-                }],
-            },
-        ]))
-        .expect("part");
-        let kept = without(&part, &[PackId([1; 16])].into_iter().collect());
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].id, PackId([2; 16]));
-        assert_eq!(kept[0].entries[0].id, Id([2; 32]));
     }
 }

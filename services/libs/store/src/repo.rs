@@ -487,6 +487,12 @@ impl Repo {
         })
     }
 
+    /// Open the index again, so it sees the index parts written since (absorbed into the
+    /// cache when this process may write).
+    pub(crate) fn reload_index(&self) -> Result<()> {
+        self.with_index_closed(|| Ok(()))
+    }
+
     /// Run `f` with this process's index closed, then open it again: one memory budget
     /// holds either the open index or a writer updating the cache, not both. Lookups from
     /// other threads wait meanwhile; the calling thread must hold no guard of the index.
@@ -733,7 +739,14 @@ impl Repo {
 
     /// The ids a refs blob lists (refs blobs are plaintext; their id is checked).
     pub fn read_refs(&self, id: &Id) -> Result<Vec<Id>> {
-        let (loc, stored) = self.read_stored_checked(id)?;
+        let loc = self.index().get(id)?.ok_or(Error::MissingBlob(*id))?;
+        self.read_refs_at(id, &loc)
+    }
+
+    /// The ids the refs blob `id` at `loc` lists (checked against its id).
+    pub(crate) fn read_refs_at(&self, id: &Id, loc: &Location) -> Result<Vec<Id>> {
+        let mut stored = Vec::new();
+        self.read_stored(id, loc, &mut stored)?;
         let pack = || self.index().pack(loc.pack).id.hex();
         let payload = crate::codec::refs_payload(&stored).map_err(|reason| Error::CorruptBlob {
             id: *id,

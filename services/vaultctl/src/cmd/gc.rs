@@ -147,6 +147,7 @@ pub fn gc(g: &Global, a: &GcArgs) -> Result<Outcome> {
     if g.json {
         let mut v = serde_json::to_value(&r)?;
         v["dry_run"] = json!(a.dry_run);
+        v["peak_rss_bytes"] = json!(crate::output::peak_rss_bytes());
         print_json(&v);
     } else if !g.quiet {
         let verb = if a.dry_run { "would delete" } else { "deleted" };

@@ -7,7 +7,7 @@ use tiervault_model::SettingSource;
 
 use crate::cli::{Global, IndexCmd};
 use crate::open::open_repo;
-use crate::output::{print_json, size};
+use crate::output::{peak_rss_bytes, print_json, size};
 use crate::Outcome;
 
 /// Set the index budget for this process: --index-mib, else the tier's from the appliance
@@ -22,14 +22,6 @@ pub fn set_budget(g: &Global) -> Result<(u64, SettingSource)> {
     .context("reading the index budget")?;
     tiervault_store::set_index_budget(bytes);
     Ok((tiervault_store::index_budget(), source))
-}
-
-/// This process's peak resident set (`VmHWM`: reset at exec, unlike `ru_maxrss`), bytes.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib << 10)
 }
 
 fn source_name(s: &SettingSource) -> String {

@@ -210,8 +210,18 @@ impl Index {
     /// The cache's value for `id` as a location in a visible pack (its other copies are
     /// tried when the first is hidden).
     fn resolve(&self, c: &cache::View, id: &[u8; 32], v: [u8; 16]) -> Result<Option<Location>> {
-        let visible =
-            |v: &[u8; 16]| cache::decode_value(v).is_some_and(|l| !self.is_hidden(l.pack));
+        self.resolve_with(c, id, v, &|row| self.is_hidden(row))
+    }
+
+    /// As `resolve`, hiding the rows `hidden` names.
+    fn resolve_with(
+        &self,
+        c: &cache::View,
+        id: &[u8; 32],
+        v: [u8; 16],
+        hidden: &dyn Fn(u32) -> bool,
+    ) -> Result<Option<Location>> {
+        let visible = |v: &[u8; 16]| cache::decode_value(v).is_some_and(|l| !hidden(l.pack));
         let v = if visible(&v) {
             v
         } else {
@@ -230,8 +240,14 @@ impl Index {
     }
 
     pub fn get(&self, id: &Id) -> Result<Option<Location>> {
+        self.get_with(id, &|row| self.is_hidden(row))
+    }
+
+    /// Where `id` is, among the packs `hidden` does not name (a collection hides the packs
+    /// it condemns; `|_| false` finds condemned and dead copies too).
+    pub fn get_with(&self, id: &Id, hidden: &dyn Fn(u32) -> bool) -> Result<Option<Location>> {
         if let Some(l) = self.overlay.get(id) {
-            if !self.is_hidden(l.pack) {
+            if !hidden(l.pack) {
                 return Ok(Some(*l));
             }
         }
@@ -239,9 +255,46 @@ impl Index {
             return Ok(None);
         };
         match c.primary.get(&id.0).map_err(Error::IndexCache)? {
-            Some(v) => self.resolve(c, &id.0, v),
+            Some(v) => self.resolve_with(c, &id.0, v, hidden),
             None => Ok(None),
         }
+    }
+
+    /// Where each of `ids` is (visible packs only), for ids in ascending order: one pass
+    /// over the cache in key order instead of a lookup each (a collection's live set).
+    pub fn join_sorted(
+        &self,
+        ids: impl Iterator<Item = Result<Id>>,
+        mut f: impl FnMut(&Id, Option<Location>),
+    ) -> Result<()> {
+        let mut cached = match &self.cache {
+            Some(c) => Some((c, c.primary.iter_committed().map_err(Error::IndexCache)?)),
+            None => None,
+        };
+        let mut head: Option<([u8; 32], [u8; 16])> = None;
+        for id in ids {
+            let id = id?;
+            let mut loc = self
+                .overlay
+                .get(&id)
+                .copied()
+                .filter(|l| !self.is_hidden(l.pack));
+            if let (None, Some((c, it))) = (loc, cached.as_mut()) {
+                while head.as_ref().is_none_or(|(k, _)| *k < id.0) {
+                    match it.next() {
+                        Some(e) => head = Some(e.map_err(Error::IndexCache)?),
+                        None => break,
+                    }
+                }
+                if let Some((k, v)) = head {
+                    if k == id.0 {
+                        loc = self.resolve(c, &k, v)?;
+                    }
+                }
+            }
+            f(&id, loc);
+        }
+        Ok(())
     }
 
     /// Look many ids up at once: the cache reads each page once for all the ids on it, with
@@ -325,6 +378,11 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Entries held, counting hidden ones and ids held twice (no scan: for sizing).
+    pub fn approx_len(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.primary.len()) + self.overlay.len() as u64
     }
 
     /// Visible blobs (a full scan).

@@ -21,31 +21,51 @@ pub type PartEntry = (Id, u32, u64, u32, Kind);
 pub fn encode_part(packs: &[PackInfo]) -> Vec<u8> {
     let n_entries: usize = packs.iter().map(|p| p.entries.len()).sum();
     let mut out = Vec::with_capacity(HEADER_LEN + packs.len() * PACK_LEN + n_entries * ENTRY_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(n_entries as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    encode_header(&mut out, packs.len(), n_entries);
     for p in packs {
-        out.extend_from_slice(&p.id.0);
-        out.extend_from_slice(&p.dir.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&p.len.to_le_bytes());
-        out.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
+        encode_pack_row(
+            &mut out,
+            &PackRef {
+                id: p.id,
+                dir: p.dir,
+                len: p.len,
+            },
+            p.entries.len(),
+        );
     }
     for (i, p) in packs.iter().enumerate() {
         for e in &p.entries {
-            out.extend_from_slice(&e.id.0);
-            out.extend_from_slice(&(i as u32).to_le_bytes());
-            // Packs stay far below 4 GiB (a 32 MiB target plus at most one blob), so a u32
-            // offset is exact.
-            out.extend_from_slice(&(e.offset as u32).to_le_bytes());
-            out.extend_from_slice(&e.len.to_le_bytes());
-            out.push(e.kind as u8);
-            out.extend_from_slice(&[0; 3]);
+            encode_entry(&mut out, &(e.id, i as u32, e.offset, e.len, e.kind));
         }
     }
     out
+}
+
+pub fn encode_header(out: &mut Vec<u8>, n_packs: usize, n_entries: usize) {
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(n_packs as u32).to_le_bytes());
+    out.extend_from_slice(&(n_entries as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+}
+
+pub fn encode_pack_row(out: &mut Vec<u8>, p: &PackRef, blobs: usize) {
+    out.extend_from_slice(&p.id.0);
+    out.extend_from_slice(&p.dir.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&p.len.to_le_bytes());
+    out.extend_from_slice(&(blobs as u32).to_le_bytes());
+}
+
+pub fn encode_entry(out: &mut Vec<u8>, (id, pack, offset, len, kind): &PartEntry) {
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(&pack.to_le_bytes());
+    // Packs stay far below 4 GiB (a 32 MiB target plus at most one blob), so a u32 offset
+    // is exact.
+    out.extend_from_slice(&(*offset as u32).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(*kind as u8);
+    out.extend_from_slice(&[0; 3]);
 }
 
 fn le_u32(b: &[u8]) -> u32 {
