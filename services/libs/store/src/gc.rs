@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use crate::blob::Kind;
 use crate::error::{Error, IoContext, Result};
-use crate::id::{Id, IdMap, PackId};
+use crate::id::{Id, IdMap, IdSet, PackId};
 use crate::index::part::PartEntry;
-use crate::index::{PackRef, Part};
+use crate::index::PackRef;
 use crate::ingest::Ingest;
 
 use crate::repo::Repo;
@@ -158,54 +158,55 @@ pub fn forget(repo: &Repo, ids: &[Id]) -> Result<()> {
     repo.io().sync_dir(&dir).ctx("syncing", &dir)
 }
 
-/// Every pack and blob the index parts name, condemned packs included.
+/// What the index parts say about some packs and some blobs (condemned packs included),
+/// read by streaming every part: the entries of the packs asked for, and every copy of the
+/// blobs asked for. Memory grows with what was asked, not with the vault.
 pub(crate) struct View {
-    parts: Vec<(String, Part)>,
     pub(crate) packs: HashMap<PackId, PackRef>,
-    /// Every copy of every blob: (pack, offset, len, kind).
+    /// Every copy of each blob asked for: (pack, offset, len, kind).
     pub(crate) copies: IdMap<Vec<(PackId, u64, u32, Kind)>>,
-    /// Per pack: its entries.
+    /// The entries of each pack asked for.
     pub(crate) contents: HashMap<PackId, Vec<(Id, u64, u32, Kind)>>,
 }
 
 impl View {
-    pub(crate) fn load(repo: &Repo) -> Result<View> {
-        let (parts, problems) = repo.index_parts()?;
-        if let Some(p) = problems.first() {
-            // A damaged part may name live packs we cannot see: deleting is unsafe.
-            return Err(Error::CorruptIndex {
-                name: "(collection)".into(),
-                reason: format!("{p}; run verify and rebuild the index before collecting"),
-            });
-        }
+    pub(crate) fn load_for(repo: &Repo, packs: &HashSet<PackId>, ids: &IdSet) -> Result<View> {
         let mut v = View {
-            parts: Vec::new(),
             packs: HashMap::new(),
             copies: IdMap::default(),
             contents: HashMap::new(),
         };
-        for (name, part) in parts {
+        let dir = repo.root().join("index");
+        let mut seen: HashSet<PackId> = HashSet::new();
+        for name in crate::repo::list_dir(&dir)? {
+            let part_packs = part_packs(&dir, &name)?;
             // A pack named by two parts (adopted twice) is counted once.
-            let fresh: Vec<bool> = part
-                .packs
-                .iter()
-                .map(|p| v.packs.insert(p.id, p.clone()).is_none())
-                .collect();
-            for (id, pack, off, len, kind) in &part.entries {
-                if !fresh[*pack as usize] {
-                    continue;
+            let fresh: Vec<bool> = part_packs.iter().map(|p| seen.insert(p.id)).collect();
+            let mut add = |(id, pack, off, len, kind): PartEntry| {
+                let pref = &part_packs[pack as usize];
+                if !fresh[pack as usize] {
+                    return Ok(());
                 }
-                let pid = part.packs[*pack as usize].id;
-                v.contents
-                    .entry(pid)
-                    .or_default()
-                    .push((*id, *off, *len, *kind));
-                v.copies
-                    .entry(*id)
-                    .or_default()
-                    .push((pid, *off, *len, *kind));
-            }
-            v.parts.push((name, part));
+                let want_pack = packs.contains(&pref.id);
+                let want_id = ids.contains(&id);
+                if want_pack {
+                    v.contents
+                        .entry(pref.id)
+                        .or_default()
+                        .push((id, off, len, kind));
+                }
+                if want_id {
+                    v.copies
+                        .entry(id)
+                        .or_default()
+                        .push((pref.id, off, len, kind));
+                }
+                if want_pack || want_id {
+                    v.packs.entry(pref.id).or_insert_with(|| pref.clone());
+                }
+                Ok(())
+            };
+            scan_checked(&dir, &name, &mut add)?;
         }
         Ok(v)
     }

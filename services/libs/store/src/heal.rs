@@ -45,7 +45,20 @@ pub fn heal(
     if !gc::read_condemned(vault.root())?.is_empty() {
         return Err(Error::GcPending(vault.root().to_path_buf()));
     }
-    let view = View::load(vault)?;
+    // What the parts say about the damaged packs and the missing blobs (which packs held
+    // them), then about every pack to replace.
+    let named: HashSet<PackId> = found
+        .damage
+        .iter()
+        .filter_map(|d| d.pack.as_deref().and_then(PackId::from_hex))
+        .collect();
+    let unplaced: IdSet = found
+        .damage
+        .iter()
+        .filter(|d| d.pack.is_none())
+        .filter_map(|d| d.blob.as_deref().and_then(Id::from_hex))
+        .collect();
+    let view = View::load_for(vault, &named, &unplaced)?;
     // Which blobs and packs are damaged.
     let mut bad_ids = IdSet::default();
     let mut bad_packs: HashSet<PackId> = HashSet::new();
@@ -74,6 +87,7 @@ pub fn heal(
     if bad_ids.is_empty() {
         return Ok(report);
     }
+    let view = View::load_for(vault, &bad_packs, &IdSet::default())?;
     progress.stage(&format!(
         "fetching {} blob(s) from {}",
         bad_ids.len(),

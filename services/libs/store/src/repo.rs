@@ -21,9 +21,6 @@ use crate::pack;
 use crate::session::Session;
 use crate::snapshot::{self, Header};
 
-/// Index parts by file name.
-pub(crate) type NamedParts = Vec<(String, index::Part)>;
-
 /// How long an open waits for another process updating the index cache before it reads
 /// the parts the cache lacks into memory instead.
 const CACHE_LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -384,39 +381,6 @@ impl Repo {
             .map(|d| self.pack_path_in(d, &pack.id))
             .find(|c| c.exists())
             .unwrap_or(p)
-    }
-
-    /// Every readable index part by file name. A part that vanished while listing was
-    /// replaced by a collection: the caller lists again.
-    pub(crate) fn index_parts(&self) -> Result<(NamedParts, Vec<String>)> {
-        let dir = self.root.join("index");
-        'again: for _ in 0..8 {
-            let mut parts = Vec::new();
-            let mut problems = Vec::new();
-            for name in list_dir(&dir)? {
-                let path = dir.join(&name);
-                let bytes = match std::fs::read(&path) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'again,
-                    Err(e) => return Err(Error::io("reading index part", path, e)),
-                };
-                if Id::digest(&bytes).hex() != name {
-                    problems.push(format!(
-                        "index part {name}: content does not match its name"
-                    ));
-                    continue;
-                }
-                match index::decode_part(&bytes) {
-                    Ok(part) => parts.push((name, part)),
-                    Err(e) => problems.push(format!("index part {name}: {e}")),
-                }
-            }
-            return Ok((parts, problems));
-        }
-        Err(Error::Invalid(format!(
-            "{}: index parts keep changing while being read",
-            dir.display()
-        )))
     }
 
     /// The names of the index parts now in `index/`.

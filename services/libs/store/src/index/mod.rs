@@ -16,7 +16,7 @@ pub(crate) mod cache;
 pub(crate) mod part;
 
 pub use cache::{CacheStatus, RefreshReport, MIN_BUDGET};
-pub(crate) use part::{decode_part, encode_part, Part};
+pub(crate) use part::encode_part;
 
 /// A pack as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

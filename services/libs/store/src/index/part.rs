@@ -105,67 +105,19 @@ fn decode_packs(b: &[u8], n_packs: usize) -> Result<Vec<PackRef>, String> {
     Ok(packs)
 }
 
-/// A checked index part, its entries decoded on demand (a part written by a large first
-/// backup holds tens of millions).
-pub struct PartView<'a> {
-    pub packs: Vec<PackRef>,
-    entries: &'a [u8],
-}
-
-impl<'a> PartView<'a> {
-    pub fn parse(b: &'a [u8]) -> Result<PartView<'a>, String> {
-        let (n_packs, n_entries) = header(b)?;
-        let want = HEADER_LEN as u128
-            + n_packs as u128 * PACK_LEN as u128
-            + n_entries as u128 * ENTRY_LEN as u128;
-        if want != b.len() as u128 {
-            return Err(format!(
-                "length {} does not match its counts ({n_packs} packs, {n_entries} entries)",
-                b.len()
-            ));
-        }
-        let entries_at = HEADER_LEN + n_packs * PACK_LEN;
-        let packs = decode_packs(&b[HEADER_LEN..entries_at], n_packs)?;
-        let entries = &b[entries_at..];
-        // Check every entry once here, so iterating cannot fail.
-        for r in entries.chunks_exact(ENTRY_LEN) {
-            let pack = le_u32(&r[32..]);
-            if pack as usize >= n_packs {
-                return Err(format!("entry names pack #{pack} of {n_packs}"));
-            }
-            Kind::from_u8(r[44]).ok_or("unknown blob kind")?;
-        }
-        Ok(PartView { packs, entries })
-    }
-
-    pub fn entries(&self) -> impl Iterator<Item = PartEntry> + 'a {
-        self.entries.chunks_exact(ENTRY_LEN).map(|r| {
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&r[..32]);
-            (
-                Id(id),
-                le_u32(&r[32..]),
-                le_u32(&r[36..]) as u64,
-                le_u32(&r[40..]),
-                // Checked in `parse`.
-                Kind::from_u8(r[44]).unwrap_or(Kind::Data),
-            )
-        })
-    }
-}
-
-/// Decoded index part: its packs and entries (entry pack numbers index `packs`).
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub packs: Vec<PackRef>,
-    pub entries: Vec<PartEntry>,
-}
-
-pub fn decode_part(b: &[u8]) -> Result<Part, String> {
-    let view = PartView::parse(b)?;
-    Ok(Part {
-        entries: view.entries().collect(),
-        packs: view.packs,
+/// Decode checked entries (48 bytes each).
+fn entries_of(b: &[u8]) -> impl Iterator<Item = PartEntry> + '_ {
+    b.chunks_exact(ENTRY_LEN).map(|r| {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&r[..32]);
+        (
+            Id(id),
+            le_u32(&r[32..]),
+            le_u32(&r[36..]) as u64,
+            le_u32(&r[40..]),
+            // Checked by the caller.
+            Kind::from_u8(r[44]).unwrap_or(Kind::Data),
+        )
     })
 }
 
@@ -239,10 +191,6 @@ pub fn scan_part(
         if !read(chunk)? {
             return Ok(Err(format!("{n_entries} entries announced, fewer present")));
         }
-        let view = PartView {
-            packs: Vec::new(),
-            entries: chunk,
-        };
         for r in chunk.chunks_exact(ENTRY_LEN) {
             let pack = le_u32(&r[32..]);
             if pack as usize >= n_packs {
@@ -253,7 +201,7 @@ pub fn scan_part(
             }
         }
         if let Some(cb) = on_entry.as_mut() {
-            for e in view.entries() {
+            for e in entries_of(chunk) {
                 cb(e)?;
             }
         }
@@ -298,25 +246,12 @@ mod tests {
             },
         ];
         let bytes = encode_part(&packs);
-        let part = decode_part(&bytes).expect("decode");
-        assert_eq!(part.entries.len(), 3);
-        assert_eq!(part.packs[1].id, PackId([2; 16]));
-        assert_eq!(part.packs[1].dir, 1);
-        assert_eq!(part.entries[2], (Id([3; 32]), 1, 0, 10, Kind::Data));
-        assert!(decode_part(&bytes[..bytes.len() - 1]).is_err());
-        let mut bad = bytes.clone();
-        bad[0] = b'X';
-        assert!(decode_part(&bad).is_err());
-        let mut bad_kind = bytes.clone();
-        let last = bad_kind.len() - 4;
-        bad_kind[last] = 9;
-        assert!(decode_part(&bad_kind).is_err());
-
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("part");
         std::fs::write(&path, &bytes).expect("write");
         let (ps, n) = read_part_packs(&path).expect("read").expect("valid");
         assert_eq!((ps.len(), n), (2, 3));
+        assert_eq!((ps[1].id, ps[1].dir), (PackId([2; 16]), 1));
         std::fs::write(&path, &bytes[..30]).expect("write");
         assert!(read_part_packs(&path).expect("read").is_err());
 
@@ -331,7 +266,20 @@ mod tests {
         let packs = scan_part(dir.path(), &name, Some(&mut push))
             .expect("io")
             .expect("valid");
-        assert_eq!((packs.len(), seen), (2, part.entries.clone()));
+        assert_eq!(packs.len(), 2);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2], (Id([3; 32]), 1, 0, 10, Kind::Data));
+        // Damage of any kind is a problem, never an entry: magic, a kind, a length.
+        for (what, at, to) in [("magic", 0usize, b'X'), ("kind", bytes.len() - 4, 9u8)] {
+            let mut bad = bytes.clone();
+            bad[at] = to;
+            let bad_name = Id::digest(&bad).hex();
+            std::fs::write(dir.path().join(&bad_name), &bad).expect("write");
+            assert!(
+                scan_part(dir.path(), &bad_name, None).expect("io").is_err(),
+                "{what}"
+            );
+        }
         std::fs::write(dir.path().join("0".repeat(64)), &bytes).expect("write");
         let wrong = scan_part(dir.path(), &"0".repeat(64), None).expect("io");
         assert_eq!(wrong, Err("content does not match its name".into()));
