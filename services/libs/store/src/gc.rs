@@ -517,9 +517,9 @@ fn copy_live(
         if !packs.iter().any(|p| condemned.contains(&p.id)) {
             continue;
         }
-        // The trailer digests of the pack whose entries are being read (entries come pack by
-        // pack); `None` inside: unreadable trailer.
-        let mut digests: Option<(PackId, Option<Digests>)> = None;
+        // The pack whose entries are being read (entries come pack by pack), opened once:
+        // its trailer digests and file (`None` inside: unreadable).
+        let mut open: Option<OpenPack> = None;
         let mut copy = |(id, pack, off, len, kind): PartEntry| -> Result<()> {
             let pref = &packs[pack as usize];
             if !condemned.contains(&pref.id) || !live.contains(&id)? {
@@ -528,13 +528,19 @@ fn copy_live(
             if ing.has(repo, &id)? || has_safe_copy(repo, &id, condemned)? {
                 return Ok(());
             }
-            if digests.as_ref().is_none_or(|(p, _)| *p != pref.id) {
-                digests = Some((pref.id, trailer_digests_of(repo, pref)));
+            if open.as_ref().is_some_and(|o| o.id != pref.id) {
+                open = None;
             }
-            let digest = digests
-                .as_ref()
-                .and_then(|(_, d)| d.as_ref()?.get(&off).copied());
-            let stored = read_at(repo, pref, off, len).ok();
+            let o = open.get_or_insert_with(|| OpenPack {
+                id: pref.id,
+                digests: trailer_digests_of(repo, pref),
+                file: File::open(repo.pack_path(pref)).ok(),
+            });
+            let digest = o.digests.as_ref().and_then(|d| d.get(&off).copied());
+            let stored = o.file.as_ref().and_then(|f| {
+                let mut b = vec![0u8; len as usize];
+                f.read_exact_at(&mut b, off).ok().map(|()| b)
+            });
             match (stored, digest) {
                 (Some(b), Some(d)) if crate::pack::digest16(&b) == d => {
                     if ing.put_checked(repo, &id, kind, d, &b)? {
@@ -580,11 +586,11 @@ fn has_safe_copy(repo: &Repo, id: &Id, condemned: &HashSet<PackId>) -> Result<bo
     Ok(index.get_with(id, &hidden)?.is_some())
 }
 
-fn read_at(repo: &Repo, pref: &PackRef, off: u64, len: u32) -> std::io::Result<Vec<u8>> {
-    let f = File::open(repo.pack_path(pref))?;
-    let mut b = vec![0u8; len as usize];
-    f.read_exact_at(&mut b, off)?;
-    Ok(b)
+/// A condemned pack being copied from.
+struct OpenPack {
+    id: PackId,
+    digests: Option<Digests>,
+    file: Option<File>,
 }
 
 /// Offset → digest of a pack's trailer entries.
