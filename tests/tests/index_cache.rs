@@ -125,6 +125,44 @@ fn status_rebuild_and_a_damaged_cache_repaired_on_open() {
         "a budget below 16 MiB is refused"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--index-mib"));
+
+    // A provisioned appliance: the tier's index budget (tier-5: 256 MiB).
+    let appliance = vault.scratch("etc").join("appliance.toml");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let hw = root.join("services/libs/model/testdata/hardware/tier-5.toml");
+    let profiles = root.join("hardware-profiles");
+    let conf = appliance.to_str().expect("utf-8 path");
+    let hw = hw.to_str().expect("utf-8 path");
+    let profiles = profiles.to_str().expect("utf-8 path");
+    vault.expect(
+        0,
+        [
+            "provision",
+            "--tier",
+            "tier-5",
+            "--hardware",
+            hw,
+            "--profiles",
+            profiles,
+            "--config",
+            conf,
+        ],
+    );
+    let st = status(&vault, &["--appliance-config", conf]);
+    assert_eq!(
+        (st["budget_bytes"].as_u64(), st["budget_from"].as_str()),
+        (Some(256 << 20), Some(conf)),
+        "{st}"
+    );
+    // A broken appliance config is named, and nothing runs on a guessed budget.
+    std::fs::write(&appliance, "version = 1\n[plan]\ntier = 5\n").expect("write");
+    let out = vault.run(["--appliance-config", conf, "index", "status"]);
+    assert_eq!(out.status.code(), Some(1), "broken appliance config");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(conf),
+        "the error names the file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
