@@ -1,9 +1,12 @@
 //! `vault-remoted`: the remote vault server and its operator commands.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use tiervault_daemon::notify::Notifier;
 use tiervault_remoted::{Config, Server};
 use tiervault_store::{gc, Id, Repo};
 use tiervault_tls::{Ca, Tenant};
@@ -111,20 +114,8 @@ enum CaCmd {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REMOTED_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tiervault_daemon::log::init("vault-remoted", "REMOTED_LOG");
+    tiervault_daemon::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -259,24 +250,44 @@ fn serve(config: PathBuf) -> Result<()> {
     let cfg = load_config(&config)?;
     std::fs::create_dir_all(cfg.data_dir.join("tenants"))
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let notifier = Arc::new(Notifier::from_env());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Before binding, so that a SIGTERM from then on is a clean stop, never the default
+        // action; and here rather than in the task, so that failing to install them is an
+        // error rather than a panic.
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let server = Server::bind(cfg).await?;
         let addr = server.local_addr()?;
         println!("listening on {addr}");
         tracing::info!("listening on {addr}");
+        notifier.ready();
+        notifier.status(&format!("listening on {addr}"));
+        if let Some(interval) = notifier.watchdog_interval() {
+            // A task on the server's own runtime: its ticks stop when the runtime's workers
+            // are all stuck, which is the hang that matters for a server of many connections.
+            let n = notifier.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval((interval / 4).max(Duration::from_millis(1)));
+                loop {
+                    tick.tick().await;
+                    n.watchdog();
+                }
+            });
+        }
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let n = notifier.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
             }
+            n.stopping();
             let _ = tx.send(true);
         });
         server.run(rx).await;

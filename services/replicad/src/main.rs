@@ -5,13 +5,16 @@
 //! re-read when it changes.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tiervault_daemon::config::{self, ConfigError};
+use tiervault_daemon::notify::Notifier;
+use tiervault_daemon::shutdown::Shutdown;
 use tiervault_replicate::service::{self, Notify, ServiceConfig};
-use tiervault_replicate::throttle::{Limiter, ScheduleSource, SystemClock};
+use tiervault_replicate::throttle::{Clock, Limiter, ScheduleSource, SystemClock};
 use tiervault_replicate::TargetSpec;
 
 /// Replicate the local vault to its remote vault, continuously.
@@ -30,56 +33,69 @@ struct Cli {
     once: bool,
 }
 
-struct Systemd;
+/// The service loop's reports, to systemd.
+struct Systemd(Arc<Notifier>);
 
 impl Notify for Systemd {
     fn status(&self, text: &str) {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(text)]);
+        self.0.status(text);
+    }
+
+    fn watchdog(&self) {
+        self.0.watchdog();
+    }
+}
+
+/// The real clock, pinging the watchdog while the bandwidth limiter holds a send back: under a
+/// tight limit one batch can wait longer than the watchdog interval, and that wait is the
+/// transfer working as configured, not a hang.
+struct WatchdogClock {
+    inner: SystemClock,
+    notifier: Arc<Notifier>,
+}
+
+impl Clock for WatchdogClock {
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn wall(&self) -> time::OffsetDateTime {
+        self.inner.wall()
+    }
+
+    fn sleep(&self, d: Duration) {
+        self.inner.sleep(d);
+        self.notifier.watchdog();
     }
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REPLICAD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tiervault_daemon::log::init("vault-replicad", "REPLICAD_LOG");
+    tiervault_daemon::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let text = std::fs::read_to_string(&cli.config)
-        .with_context(|| format!("reading {}", cli.config.display()))?;
-    let base = cli.config.parent().map(PathBuf::from).unwrap_or_default();
-    let mut cfg = ServiceConfig::parse(&text)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("{}", cli.config.display()))?;
-    let abs = |p: &PathBuf| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            base.join(p)
-        }
-    };
+    let text = config::read(&cli.config)?;
+    // The shape of the file through the shared loader (file:line:column and the key); the
+    // service's own checks (version, minimums) through ServiceConfig::parse, which then sees
+    // only files that parse.
+    config::parse::<ServiceConfig>(&cli.config, &text)?;
+    let mut cfg = ServiceConfig::parse(&text).map_err(|e| ConfigError::invalid(&cli.config, e))?;
+    let abs = |p: &PathBuf| config::resolve(&cli.config, p);
     cfg.vault = abs(&cfg.vault);
     let budget = cfg
         .apply_index_budget()
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("{}: index budget", cli.config.display()))?;
     tracing::info!("chunk index budget {budget} bytes");
+    let notifier = Arc::new(Notifier::from_env());
     let limiter = match &cfg.schedule {
         Some(f) => {
             let source = ScheduleSource::open(abs(f))?;
-            let clock = Arc::new(SystemClock::new(time::UtcOffset::UTC));
+            let clock = Arc::new(WatchdogClock {
+                inner: SystemClock::new(time::UtcOffset::UTC),
+                notifier: notifier.clone(),
+            });
             Some(Arc::new(Limiter::new(Arc::new(source), clock)))
         }
         None => None,
@@ -105,13 +121,22 @@ fn run(cli: Cli) -> Result<()> {
         );
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    let shutdown = Shutdown::install()?;
+    // Say "deactivating" when the signal comes, not when the run in hand has finished: that
+    // run is not interrupted and may take a while.
+    {
+        let (shutdown, notifier) = (shutdown.clone(), notifier.clone());
+        std::thread::Builder::new()
+            .name("stopping".into())
+            .spawn(move || {
+                shutdown.wait();
+                notifier.stopping();
+                notifier.status("stopping (after the replication run in hand, if any)");
+            })
+            .context("starting the shutdown reporter")?;
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    notifier.ready();
     tracing::info!("replicating {} to {}", cfg.vault.display(), spec.to);
-    service::run(&cfg, &spec, &stop, &Systemd);
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    service::run(&cfg, &spec, &shutdown.flag(), &Systemd(notifier));
     Ok(())
 }

@@ -63,10 +63,22 @@ pub struct Global {
         default_value = tiervault_model::DEFAULT_APPLIANCE_CONFIG
     )]
     pub appliance_config: PathBuf,
+    /// Go through the appliance's services over D-Bus: `system`, or a bus address such as
+    /// unix:path=/run/test/bus. Without it, vaultctl uses the services when the ingest
+    /// service's name is on the system bus and no --vault is given, and opens the vault
+    /// itself otherwise (embedded mode). `job` and `alert` always need the service.
+    #[arg(long, global = true, env = "VAULT_BUS", value_name = "ADDRESS")]
+    pub bus: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The ingest service's backup jobs: list, start, history, show, cancel (needs the service)
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// The appliance's alerts: list and acknowledge (needs the service)
+    #[command(subcommand)]
+    Alert(AlertCmd),
     /// Create a new, encrypted vault
     Init(InitArgs),
     /// Back up file trees, standard input or a disk image into a new snapshot
@@ -249,6 +261,52 @@ pub struct BackupArgs {
     /// Read every file even when size, mtime, ctime and inode match the parent snapshot
     #[arg(long)]
     pub force_reread: bool,
+    /// Leave out the entries below the PATHs that match the glob PATTERN (repeatable)
+    ///
+    /// Patterns are matched against absolute paths, byte for byte: `*`, `?` and `[...]` stay
+    /// within one path component and `**` spans directories. A pattern starting with / is
+    /// anchored at the file system root (/srv/share/cache); any other matches at any depth,
+    /// so a bare name matches that file or directory name anywhere (*.tmp, node_modules). A
+    /// trailing / is ignored. An excluded directory is not read at all. The PATHs themselves
+    /// are never excluded. Excluded entries are not warnings; --json counts them in
+    /// "excluded". A bad pattern is a usage error (exit 2).
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        conflicts_with_all = ["stdin", "image"],
+        value_parser = |p: &str| {
+            tiervault_store::backup::Filter::check_pattern(p).map(|()| p.to_owned())
+        }
+    )]
+    pub exclude: Vec<String>,
+    /// Back up only the files (and symlinks, special files) that match PATTERN or lie below a
+    /// directory that does (repeatable)
+    ///
+    /// Patterns are as for --exclude. Directories are always descended and kept, possibly
+    /// empty, so paths stay intact. --exclude and --exclude-from win over --include. The
+    /// PATHs themselves are always backed up.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        conflicts_with_all = ["stdin", "image"],
+        value_parser = |p: &str| {
+            tiervault_store::backup::Filter::check_pattern(p).map(|()| p.to_owned())
+        }
+    )]
+    pub include: Vec<String>,
+    /// Read --exclude patterns from FILE, one per line (repeatable)
+    ///
+    /// Surrounding whitespace is ignored, and so are blank lines and lines starting with #.
+    /// An unreadable FILE or a bad pattern in it is a usage error (exit 2) naming the line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["stdin", "image"],
+        value_parser = |f: &str| {
+            tiervault_store::backup::Filter::patterns_from_file(f.as_ref()).map(|_| PathBuf::from(f))
+        }
+    )]
+    pub exclude_from: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -460,4 +518,52 @@ pub struct RemoteTls {
     /// The client certificate's private key (PEM)
     #[arg(long, value_name = "FILE", env = "VAULT_REMOTE_KEY")]
     pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// The backup jobs of the service's config, their schedules and last results
+    List,
+    /// Run a backup job now and follow it (exit 3 if it skipped files)
+    Start {
+        /// The job's name, as in the service's config
+        name: String,
+        /// Print the new job's object path and return at once
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The latest jobs (backups, restores, verifies, replications), oldest first
+    History {
+        /// How many to show
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Everything about one job: status, times, bytes, ratios, warnings
+    Show {
+        /// The job's number (the last element of its object path)
+        id: u64,
+    },
+    /// Cancel a queued job, or stop a running backup (no snapshot is written)
+    Cancel {
+        /// The job's number
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCmd {
+    /// Active alerts (with --all, cleared ones too), with severity and priority
+    List {
+        /// Include cleared alerts
+        #[arg(long)]
+        all: bool,
+    },
+    /// Acknowledge an alert: records who, when and the comment
+    Ack {
+        /// The alert's number
+        id: u64,
+        /// Why, or what was done (shown to the next engineer)
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
 }

@@ -7,6 +7,7 @@ mod cmd;
 mod open;
 mod output;
 mod progress;
+mod service;
 
 use std::process::ExitCode;
 

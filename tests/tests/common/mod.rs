@@ -10,6 +10,7 @@
 //! - [`compare`]: the tree comparator used to check restores.
 #![allow(dead_code)]
 
+pub mod bus;
 pub mod cli;
 pub mod compare;
 pub mod fsx;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tiervault_store::{Id, Repo};
 
 use crate::cache::KnownCache;
-use crate::driver::{replicate, Options, Report};
+use crate::driver::{replicate, Options, Progress, Report};
 use crate::error::Result;
 use crate::spec::TargetSpec;
 use crate::status::RunStatus;
@@ -107,6 +107,24 @@ impl ServiceConfig {
 /// What the service reports to its supervisor (systemd STATUS=).
 pub trait Notify {
     fn status(&self, text: &str);
+
+    /// "Still working": called from every turn of the loop, every tick of its waits and every
+    /// blob a run sends, so that the supervisor's watchdog sees a hung loop stop calling.
+    /// Called far more often than any watchdog interval; the implementation rate-limits.
+    fn watchdog(&self) {}
+}
+
+/// A run's progress as watchdog pings.
+struct Alive<'a>(&'a dyn Notify);
+
+impl Progress for Alive<'_> {
+    fn snapshot(&self, _index: usize, _count: usize, _id: &Id, _bytes: u64) {
+        self.0.watchdog();
+    }
+
+    fn sent(&self, _n: u64) {
+        self.0.watchdog();
+    }
 }
 
 /// Run until `stop` is set.
@@ -114,10 +132,11 @@ pub fn run(cfg: &ServiceConfig, spec: &TargetSpec, stop: &AtomicBool, notify: &d
     let mut last_seen: Option<Vec<String>> = None;
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
+        notify.watchdog();
         let names = snapshot_names(&cfg.vault);
         let due = last_seen.as_ref() != Some(&names) || failures > 0;
         if due {
-            match once(cfg, spec) {
+            match run_once(cfg, spec, &Alive(notify)) {
                 Ok(r) => {
                     failures = 0;
                     last_seen = Some(names);
@@ -139,13 +158,14 @@ pub fn run(cfg: &ServiceConfig, spec: &TargetSpec, stop: &AtomicBool, notify: &d
         } else {
             cfg.poll_seconds
         };
-        sleep_unless_stopped(Duration::from_secs(wait), stop);
+        sleep_unless_stopped(Duration::from_secs(wait), stop, notify);
     }
 }
 
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool, notify: &dyn Notify) {
     let end = std::time::Instant::now() + d;
     while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+        notify.watchdog();
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -165,6 +185,10 @@ fn snapshot_names(vault: &std::path::Path) -> Vec<String> {
 
 /// One replication run, with its status recorded.
 pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
+    run_once(cfg, spec, &())
+}
+
+fn run_once(cfg: &ServiceConfig, spec: &TargetSpec, progress: &dyn Progress) -> Result<Report> {
     let now = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
     let mut status = RunStatus::load(&cfg.vault).unwrap_or_default();
     status.last_attempt_ns = now();
@@ -183,7 +207,7 @@ pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
             &mut *target,
             Some(&mut cache),
             &Options::default(),
-            &(),
+            progress,
         )?;
         let held: HashSet<Id> = target.snapshots()?.into_iter().map(|s| s.id).collect();
         let mut on: Vec<String> = held.iter().map(Id::hex).collect();
@@ -215,6 +239,106 @@ pub fn once(cfg: &ServiceConfig, spec: &TargetSpec) -> Result<Report> {
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// Counts watchdog calls; stops the loop a few calls after the first report, or at once on
+    /// a failure (so that a broken run fails the test rather than hanging it).
+    struct Counting<'a> {
+        stop: &'a AtomicBool,
+        pings: AtomicUsize,
+        at_status: Mutex<Option<usize>>,
+        statuses: Mutex<Vec<String>>,
+    }
+
+    impl Notify for Counting<'_> {
+        fn status(&self, text: &str) {
+            self.statuses.lock().expect("lock").push(text.to_owned());
+            *self.at_status.lock().expect("lock") = Some(self.pings.load(Ordering::SeqCst));
+            if !text.starts_with("up to date") {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+
+        fn watchdog(&self) {
+            let n = self.pings.fetch_add(1, Ordering::SeqCst) + 1;
+            if self
+                .at_status
+                .lock()
+                .expect("lock")
+                .is_some_and(|at| n >= at + 3)
+            {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn the_loop_its_waits_and_a_run_ping_the_watchdog() {
+        use tiervault_store::{backup, InitOptions, Secret, Vault};
+        let tmp = tempfile::tempdir().expect("tmp");
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).expect("src");
+        for i in 0..4u32 {
+            let bytes: Vec<u8> = (0..200_000u32)
+                .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+                .collect();
+            std::fs::write(src.join(format!("f{i}")), bytes).expect("write");
+        }
+        let vault = tmp.path().join("vault");
+        let v = Vault::init(
+            &vault,
+            &Secret::KeyFile(b"0123456789abcdef0123456789abcdef".to_vec()),
+            &InitOptions {
+                kdf_time: Duration::ZERO,
+                ..InitOptions::default()
+            },
+            tiervault_store::io::default_io(),
+        )
+        .expect("init");
+        backup::backup(
+            &v,
+            backup::Source::Paths(vec![src]),
+            &backup::Options::default(),
+            &backup::Progress::default(),
+        )
+        .expect("backup");
+        drop(v);
+        let replica = tmp.path().join("replica");
+        let cfg = ServiceConfig::parse(&format!(
+            "version = 1\nvault = {vault:?}\nto = {replica:?}\npoll-seconds = 1\n\
+             cache-bytes = 1048576\nappliance-config = \"/nonexistent/a.toml\"\n"
+        ))
+        .expect("config");
+        let spec = TargetSpec {
+            to: replica.display().to_string(),
+            ca: None,
+            cert: None,
+            key: None,
+            window_bytes: None,
+            limiter: None,
+        };
+        let stop = AtomicBool::new(false);
+        let n = Counting {
+            stop: &stop,
+            pings: AtomicUsize::new(0),
+            at_status: Mutex::new(None),
+            statuses: Mutex::new(Vec::new()),
+        };
+        run(&cfg, &spec, &stop, &n);
+        let statuses = n.statuses.lock().expect("lock").clone();
+        assert_eq!(statuses.len(), 1, "{statuses:?}");
+        assert!(
+            statuses[0].starts_with("up to date: 1 snapshot(s)"),
+            "{statuses:?}"
+        );
+        // The loop's own ping, the snapshot's, and one per blob sent (several files' chunks
+        // and the tree): a run pings as it goes, not only between runs.
+        let in_run = n.at_status.lock().expect("lock").unwrap_or(0);
+        assert!(in_run >= 4, "{in_run} pings before the first report");
+        // And the wait after it pinged until the stop.
+        assert!(n.pings.load(Ordering::SeqCst) >= in_run + 3);
+    }
 
     #[test]
     fn config_parses_and_names_bad_fields() {

@@ -75,6 +75,12 @@ pub enum Error {
     GcPending(PathBuf),
     #[error("another garbage collection is running in {0}")]
     GcRunning(PathBuf),
+    /// An include or exclude pattern of a backup filter that does not compile.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    /// The caller's cancel flag stopped a backup; no snapshot was written.
+    #[error("backup cancelled")]
+    Cancelled,
     #[error("invalid argument: {0}")]
     Invalid(String),
     #[error("{0}")]

@@ -23,8 +23,12 @@
 //! in nanoseconds, and serialising writes the value back in the largest units first, so
 //! `"13m"` round-trips as `"1y3w4d"` (the same duration).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use crate::Snapshot;
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 const NS_PER_DAY: i64 = 24 * NS_PER_HOUR;
@@ -271,6 +275,36 @@ pub fn plan(times_ns: &[i64], policy: &KeepPolicy) -> Result<Vec<Verdict>, Reten
         verdicts[i].keep = !reasons.is_empty();
     }
     Ok(verdicts)
+}
+
+/// The snapshots `policy` does not keep, the policy applied to each group of snapshots of
+/// the same host and set of paths (one backup job's history is one group).
+pub fn expired<'s>(
+    all: &'s [Snapshot],
+    policy: &KeepPolicy,
+) -> Result<Vec<&'s Snapshot>, RetentionError> {
+    let mut groups: BTreeMap<(String, Vec<Vec<u8>>), Vec<&Snapshot>> = BTreeMap::new();
+    for s in all {
+        let mut paths: Vec<Vec<u8>> = s.body.paths.iter().map(|p| p.to_vec()).collect();
+        paths.sort();
+        groups
+            .entry((s.body.hostname.clone(), paths))
+            .or_default()
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for snaps in groups.values() {
+        let times: Vec<i64> = snaps.iter().map(|s| s.header.time_ns).collect();
+        let verdicts = plan(&times, policy)?;
+        out.extend(
+            snaps
+                .iter()
+                .zip(verdicts)
+                .filter(|(_, v)| !v.keep)
+                .map(|(s, _)| *s),
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

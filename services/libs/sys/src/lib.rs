@@ -3,7 +3,9 @@
 //!
 //! - [`hw`]: the machine's disks, memory and CPUs from sysfs and procfs, as a
 //!   [`HardwareDescription`](tiervault_model::HardwareDescription).
+//! - [`durable`]: replacing a small file crash-safely (write, fsync, rename, fsync the directory).
 
+pub mod durable;
 pub mod hw;
 
 pub use hw::{read_hardware, HwError};

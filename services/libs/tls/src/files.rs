@@ -1,9 +1,7 @@
 //! Durable writes and labelled PEM reads.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,48 +14,12 @@ pub(crate) const KEY_MODE: u32 = 0o600;
 pub(crate) const CERT_MODE: u32 = 0o644;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one,
-/// never a torn key: temporary file created with its final mode (a key is never
-/// readable by others, not even briefly), fsync, rename, fsync of the directory.
+/// never a torn key (see [`tiervault_sys::durable::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let fail = |at: &Path| {
-        let at = at.to_path_buf();
-        move |source| TlsError::WriteFile { path: at, source }
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Some(name) = path.file_name() else {
-        return Err(TlsError::WriteFile {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        });
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    // A leftover from a crashed run of this same process id would make create_new fail.
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(fail(path))?;
-        file.write_all(bytes).map_err(fail(path))?;
-        file.sync_all().map_err(fail(path))?;
-        fs::rename(&tmp, path).map_err(fail(path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(fail(&dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    tiervault_sys::durable::write_atomic(path, bytes, mode).map_err(|source| TlsError::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

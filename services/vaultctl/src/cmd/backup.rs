@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
-use tiervault_store::backup::{self, Progress, Source};
+use tiervault_store::backup::{self, Filter, Progress, Source};
 
 use crate::cli::{BackupArgs, Global};
 use crate::open::{open, threads};
@@ -29,12 +29,20 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
         }
         Source::Paths(a.paths.clone())
     };
+    // The patterns were checked when the arguments were parsed; a pattern file that changed
+    // since then is checked again here.
+    let mut exclude = a.exclude.clone();
+    for f in &a.exclude_from {
+        exclude.extend(Filter::patterns_from_file(f)?);
+    }
+    let filter = Filter::new(&a.include, &exclude)?;
     // Directory listing starts now and runs while the passphrase KDF opens the vault.
-    let scan = backup::prescan(&source);
+    let scan = backup::prescan_filtered(&source, &filter);
     let vault = open(g)?;
     let opts = backup::Options {
         force_reread: a.force_reread,
         threads: threads(),
+        filter,
         ..backup::Options::default()
     };
     let progress = Arc::new(Progress::default());
@@ -57,12 +65,14 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
             .iter()
             .map(|k| json!({"path": show(&k.path), "error": k.error}))
             .collect::<Vec<_>>());
+        v["excluded"] = json!(progress.excluded.load(Ordering::Relaxed));
         v["io_engine"] = json!(vault.io().engine());
         print_json(&v);
     } else if !g.quiet {
         let secs = s.duration_ns as f64 / 1e9;
+        let excluded = progress.excluded.load(Ordering::Relaxed);
         println!(
-            "snapshot {} saved: {} files, {} dirs, {} ({} new stored) in {:.1} s ({}/s)",
+            "snapshot {} saved: {} files, {} dirs, {} ({} new stored) in {:.1} s ({}/s){}",
             snap.short_id(),
             s.files,
             s.dirs,
@@ -70,6 +80,11 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
             size(s.stored_bytes),
             secs,
             size((s.bytes as f64 / secs.max(1e-9)) as u64),
+            if excluded > 0 {
+                format!("; {excluded} entries excluded")
+            } else {
+                String::new()
+            },
         );
     }
     for k in &snap.body.skipped {

@@ -1,6 +1,5 @@
 //! `vaultctl forget` and `vaultctl gc`: retention and garbage collection.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +17,7 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> Result<Outcome> {
     let vault = open(g)?;
     let (all, _) = vault.snapshots()?;
     let remove: Vec<&Snapshot> = if a.snapshots.is_empty() {
-        by_policy(&all, &policy(a)?)?
+        retention::expired(&all, &policy(a)?)?
     } else {
         let mut out = Vec::new();
         for spec in &a.snapshots {
@@ -95,32 +94,6 @@ fn policy(a: &ForgetArgs) -> Result<KeepPolicy> {
             .transpose()
             .context("--keep-within")?,
     })
-}
-
-/// The snapshots the policy does not keep, applied per (host, set of paths).
-fn by_policy<'s>(all: &'s [Snapshot], p: &KeepPolicy) -> Result<Vec<&'s Snapshot>> {
-    let mut groups: BTreeMap<(String, Vec<Vec<u8>>), Vec<&Snapshot>> = BTreeMap::new();
-    for s in all {
-        let mut paths: Vec<Vec<u8>> = s.body.paths.iter().map(|p| p.to_vec()).collect();
-        paths.sort();
-        groups
-            .entry((s.body.hostname.clone(), paths))
-            .or_default()
-            .push(s);
-    }
-    let mut out = Vec::new();
-    for snaps in groups.values() {
-        let times: Vec<i64> = snaps.iter().map(|s| s.header.time_ns).collect();
-        let verdicts = retention::plan(&times, p)?;
-        out.extend(
-            snaps
-                .iter()
-                .zip(verdicts)
-                .filter(|(_, v)| !v.keep)
-                .map(|(s, _)| *s),
-        );
-    }
-    Ok(out)
 }
 
 pub fn gc(g: &Global, a: &GcArgs) -> Result<Outcome> {

@@ -10,6 +10,7 @@ mod provision;
 mod quickstart;
 mod replicate;
 mod restore;
+mod service;
 mod verify;
 
 use anyhow::Result;
@@ -19,6 +20,22 @@ use crate::Outcome;
 
 pub fn run(cli: &Cli) -> Result<Outcome> {
     let g = &cli.global;
+    match &cli.command {
+        Command::Job(c) => return service::job(g, c),
+        Command::Alert(c) => return service::alert(g, c),
+        Command::Backup(_) | Command::Snapshots(_) | Command::Restore(_) | Command::Verify(_) => {
+            if let Some(c) = crate::service::Client::choose(g)? {
+                return match &cli.command {
+                    Command::Backup(a) => service::backup(&c, g, a),
+                    Command::Snapshots(a) => service::snapshots(&c, g, a),
+                    Command::Restore(a) => service::restore(&c, g, a),
+                    Command::Verify(a) => service::verify(&c, g, a),
+                    _ => unreachable!("matched above"),
+                };
+            }
+        }
+        _ => {}
+    }
     match &cli.command {
         // Nothing that opens a vault: a broken appliance config must not stop these.
         Command::Provision(_) | Command::Hw(_) | Command::Bench(_) => {}
@@ -48,5 +65,6 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Provision(a) => provision::run(g, a),
         Command::Hw(crate::cli::HwCmd::Dump(a)) => hw::dump(g, a),
         Command::Index(c) => index::run(g, c),
+        Command::Job(_) | Command::Alert(_) => unreachable!("answered by the service"),
     }
 }

@@ -1,9 +1,7 @@
 //! `vaultctl provision`: match the hardware against a tier, print the plan and record it in
 //! the appliance config. Nothing here touches a disk.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -87,37 +85,12 @@ fn print_plan(p: &Plan) {
     }
 }
 
-/// Writes `text` to `path` so that a crash leaves the old file or the new one: a temporary
-/// file in the same directory, fsync, rename, fsync of the directory.
+/// Writes `text` to `path` crash-safely, creating its directory.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("--config {}: not a file name", path.display()))?;
-    fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     }
-    result.with_context(|| format!("{}: cannot write the appliance config", path.display()))
+    tiervault_sys::durable::write_atomic(path, text.as_bytes(), 0o644)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }

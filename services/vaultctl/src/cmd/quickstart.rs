@@ -65,6 +65,9 @@ pub fn run(g: &Global, a: &QuickstartArgs) -> Result<Outcome> {
             stdin_size: None,
             image: None,
             force_reread: false,
+            exclude: Vec::new(),
+            include: Vec::new(),
+            exclude_from: Vec::new(),
         },
     )?;
     step(&g, "snapshots");

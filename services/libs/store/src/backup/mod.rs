@@ -1,16 +1,25 @@
 //! Backup: walk → segment jobs → workers (read, chunk, hash, dedup, compress, seal, pack) →
 //! trees → reference list → durable packs and index → snapshot (docs/format.md section 9).
+//!
+//! Tree backups can be filtered ([`Filter`]) and any backup can be cancelled
+//! ([`Options::cancel`]).
 
+mod filter;
 mod scan;
 
+pub use filter::Filter;
 pub use scan::Prefetcher;
 mod walk;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_bytes::ByteBuf;
@@ -41,6 +50,13 @@ pub struct Progress {
     pub bytes_done: AtomicU64,
     /// Set when the walk is over, so `bytes_seen` is the total.
     pub walk_done: AtomicU64,
+    /// Entries the [`Filter`] left out (an excluded directory counts once: nothing below it
+    /// is looked at). Not recorded in the snapshot.
+    pub excluded: AtomicU64,
+    /// Set when the backup commits: the plaintext bytes of the blobs it added, before
+    /// compression (with the summary's bytes and stored bytes this gives the dedup and
+    /// compression ratios). Not recorded in the snapshot.
+    pub new_plain_bytes: AtomicU64,
 }
 
 /// What to back up.
@@ -60,6 +76,27 @@ pub struct Options {
     pub hostname: String,
     pub username: String,
     pub threads: usize,
+    /// Which entries below the roots of a [`Source::Paths`] backup are left out (default:
+    /// none). A stream or image backup with a non-empty filter is refused
+    /// ([`Error::Invalid`]).
+    pub filter: Filter,
+    /// Set it to abandon the backup: [`backup`] then returns [`Error::Cancelled`] promptly
+    /// and writes no snapshot.
+    ///
+    /// The walk looks at the flag before each entry (and while waiting for a directory
+    /// listing), the workers between reads of at most 1 MiB and between chunks, the tree
+    /// building between entries, and once more before the snapshot is committed; a flag set
+    /// after that last look is too late and the snapshot is returned. A stream source is
+    /// looked at between 16 MiB segments, so a reader blocked on its input delays the cancel
+    /// until it returns.
+    ///
+    /// What the backup had stored by then is kept: the packs being filled are completed and
+    /// made durable and everything is indexed (as a later open would adopt the packs of a
+    /// crashed backup), so the next backup of the same data stores only what is still
+    /// missing. Those blobs belong to no snapshot until one references them; garbage
+    /// collection removes them otherwise. Every thread the backup started has been joined
+    /// when it returns.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -72,6 +109,27 @@ impl Default for Options {
                 .into_owned(),
             username: user_name(rustix::process::getuid().as_raw()),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            filter: Filter::default(),
+            cancel: None,
+        }
+    }
+}
+
+/// The caller's cancel flag, if any.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Cancel<'a>(Option<&'a AtomicBool>);
+
+impl Cancel<'_> {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// `Err(Cancelled)` once the flag is set.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.is_set() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
         }
     }
 }
@@ -101,13 +159,19 @@ pub fn backup(
 
 /// Start listing the directories of `source` before the vault is open (opening derives the
 /// key from the passphrase, which takes about half a second): pass the result to
-/// [`backup_prescanned`].
+/// [`backup_prescanned`]. Lists everything: with a filter, use [`prescan_filtered`].
 pub fn prescan(source: &Source) -> Option<Prefetcher> {
+    prescan_filtered(source, &Filter::default())
+}
+
+/// As [`prescan`], listing only what `filter` keeps (pass the same filter in
+/// [`Options::filter`]; a prefetcher made with another filter is not used).
+pub fn prescan_filtered(source: &Source, filter: &Filter) -> Option<Prefetcher> {
     let Source::Paths(p) = source else {
         return None;
     };
     let (abs, _) = root_names(p).ok()?;
-    let scan = Prefetcher::new(SCANNERS);
+    let scan = Prefetcher::with_filter(SCANNERS, filter.clone());
     for a in abs.iter().filter(|a| a.is_dir()) {
         scan.request(a);
     }
@@ -127,6 +191,13 @@ pub fn backup_prescanned(
     let started = Instant::now();
     let time_ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
     let cfg = vault.config();
+    let cancel = Cancel(opts.cancel.as_deref());
+    if !opts.filter.is_empty() && !matches!(source, Source::Paths(_)) {
+        return Err(Error::Invalid(
+            "include/exclude patterns apply to file trees only, not to a stream or image backup"
+                .into(),
+        ));
+    }
     let (kind, image, paths, names) = match &source {
         Source::Paths(p) => {
             let (abs, names) = root_names(p)?;
@@ -169,7 +240,11 @@ pub fn backup_prescanned(
         Chunking::Cdc(cfg.chunker)
     };
 
-    let scan = scan.unwrap_or_else(|| Prefetcher::new(SCANNERS));
+    // A prefetcher listing by other rules would hand the walk excluded entries.
+    let scan = scan
+        .filter(|s| *s.filter() == opts.filter)
+        .unwrap_or_else(|| Prefetcher::with_filter(SCANNERS, opts.filter.clone()));
+    cancel.check()?;
     let writer = Writer::new(vault);
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job>>(threads * 2);
@@ -191,12 +266,19 @@ pub fn backup_prescanned(
                             progress,
                             sink: writer.sink()?,
                             buf: Vec::new(),
+                            cancel,
                         };
-                        for batch in rx {
+                        'batches: for batch in rx {
                             let mut done = Vec::with_capacity(batch.len());
                             for job in batch {
                                 let (slot, seg) = (job.slot, job.seg);
-                                let result = w.run(job)?;
+                                let result = match w.run(job) {
+                                    Ok(r) => r,
+                                    // Stop reading; the queued jobs are dropped with `rx`
+                                    // and the pack being filled is completed below.
+                                    Err(Error::Cancelled) => break 'batches,
+                                    Err(e) => return Err(e),
+                                };
                                 done.push(Done { slot, seg, result });
                             }
                             if tx.send(done).is_err() {
@@ -211,7 +293,7 @@ pub fn backup_prescanned(
         drop(job_rx);
         drop(done_tx);
 
-        let mut walker = Walker::new(scan, vault, job_tx, progress, opts.force_reread);
+        let mut walker = Walker::new(scan, vault, job_tx, progress, opts.force_reread, cancel);
         let mut roots = Vec::new();
         let mut stream_len = None;
         match source {
@@ -270,6 +352,9 @@ pub fn backup_prescanned(
         Ok((roots, slots, skipped, stream_len))
     });
     let (roots, slots, mut skipped, _stream_len) = match outcome {
+        // Cancelled, or the flag was set while the last jobs ran: some may not have.
+        Err(Error::Cancelled) => return Err(keep_and_cancel(writer)),
+        Ok(_) if cancel.is_set() => return Err(keep_and_cancel(writer)),
         Ok(v) => v,
         Err(e) => {
             writer.abort();
@@ -285,6 +370,7 @@ pub fn backup_prescanned(
         refs: Vec::new(),
         summary: Summary::default(),
         vault,
+        cancel,
     };
     let result = (|| -> Result<(Id, Vec<Id>, Summary)> {
         let mut entries = Vec::new();
@@ -304,12 +390,27 @@ pub fn backup_prescanned(
     })();
     let (root, refs, mut summary) = match result {
         Ok(v) => v,
+        Err(Error::Cancelled) => {
+            // Complete the pack the trees went to, so it is kept with the rest.
+            if let Err(e) = writer.finish_sink(&mut b.sink) {
+                tracing::warn!("completing a pack of the cancelled backup: {e}");
+            }
+            return Err(keep_and_cancel(writer));
+        }
         Err(e) => {
             writer.abort();
             return Err(e);
         }
     };
+    // The last look: past it, the snapshot is committed.
+    if cancel.is_set() {
+        return Err(keep_and_cancel(writer));
+    }
     let stats_stored = writer.stats.stored_bytes.load(Ordering::Relaxed);
+    progress.new_plain_bytes.store(
+        writer.stats.new_plain_bytes.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     let stats_new = writer.stats.new_blobs.load(Ordering::Relaxed);
     writer.commit()?;
 
@@ -338,6 +439,20 @@ pub fn backup_prescanned(
     write_atomic(&**vault.io(), &vault.tmp_dir().join(id.hex()), &dest, bytes)
         .ctx("writing snapshot", &dest)?;
     Ok(Snapshot { id, header, body })
+}
+
+/// End a cancelled backup: keep what was stored (the workers completed their packs; the
+/// flusher makes them durable; one index part names them) and report the cancel. A failure to
+/// keep it only costs the next backup the work of storing it again.
+fn keep_and_cancel(writer: Writer<'_>) -> Error {
+    match writer.commit() {
+        Ok(packs) => tracing::info!(
+            "backup cancelled; kept {} pack(s) of data stored so far",
+            packs.len()
+        ),
+        Err(e) => tracing::warn!("backup cancelled; the data stored so far is lost: {e}"),
+    }
+    Error::Cancelled
 }
 
 /// Absolute source paths and their root names; refuses two paths with one base name.
@@ -414,6 +529,7 @@ fn read_stream(
         whole_read: None,
     });
     loop {
+        walker.cancel.check()?;
         let mut buf = Vec::with_capacity(SEGMENT as usize);
         let n = (&mut reader)
             .take(SEGMENT)
@@ -481,6 +597,7 @@ struct TreeBuilder<'a, 'v> {
     refs: Vec<Id>,
     summary: Summary,
     vault: &'v Vault,
+    cancel: Cancel<'a>,
 }
 
 impl TreeBuilder<'_, '_> {
@@ -493,6 +610,7 @@ impl TreeBuilder<'_, '_> {
     }
 
     fn build(&mut self, node: Node) -> Result<Option<Entry>> {
+        self.cancel.check()?;
         match node {
             Node::Dir(mut e, children) => {
                 let mut entries = Vec::with_capacity(children.len());

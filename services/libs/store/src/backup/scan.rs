@@ -9,11 +9,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use serde_bytes::ByteBuf;
 
 use crate::fsmeta;
+
+use super::filter::Filter;
 
 /// One directory entry with everything the walker needs from the file system.
 pub struct Listed {
@@ -28,6 +31,8 @@ pub struct Listed {
 pub struct Listing {
     pub entries: Vec<Listed>,
     pub error: Option<std::io::Error>,
+    /// Entries the filter left out (not stat'ed, not in `entries`).
+    pub excluded: u64,
 }
 
 pub fn stat_entry(path: &Path, name: OsString) -> Listed {
@@ -47,14 +52,32 @@ pub fn stat_entry(path: &Path, name: OsString) -> Listed {
     }
 }
 
-pub fn list_dir(path: &Path) -> Listing {
+/// List `path` and stat what `filter` keeps of it. Excluded entries are only counted: the
+/// filter decides on the path (and, for include patterns, on the entry type the directory
+/// itself reports), so nothing is stat'ed or read below an excluded directory. Gives up
+/// early, with a partial listing, once `stop` is set.
+pub fn list_dir(path: &Path, filter: &Filter, stop: &AtomicBool) -> Listing {
     let mut out = Listing::default();
     let mut names = Vec::new();
+    let covered = filter.covers(path);
     match std::fs::read_dir(path) {
         Ok(rd) => {
             for de in rd {
                 match de {
-                    Ok(de) => names.push(de.file_name()),
+                    Ok(de) => {
+                        let name = de.file_name();
+                        if !filter.is_empty() {
+                            let p = path.join(&name);
+                            // The type from the directory entry (no stat on most file systems);
+                            // an entry that vanished meanwhile is no directory.
+                            let is_dir = covered || de.file_type().is_ok_and(|t| t.is_dir());
+                            if !filter.keeps(&p, is_dir, covered) {
+                                out.excluded += 1;
+                                continue;
+                            }
+                        }
+                        names.push(name);
+                    }
                     Err(e) => {
                         out.error = Some(e);
                         break;
@@ -65,13 +88,14 @@ pub fn list_dir(path: &Path) -> Listing {
         Err(e) => out.error = Some(e),
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    out.entries = names
-        .into_iter()
-        .map(|n| {
-            let p = path.join(&n);
-            stat_entry(&p, n)
-        })
-        .collect();
+    out.entries = Vec::with_capacity(names.len());
+    for n in names {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let p = path.join(&n);
+        out.entries.push(stat_entry(&p, n));
+    }
     out
 }
 
@@ -85,10 +109,14 @@ struct Shared {
     buffered: AtomicUsize,
     tx: Mutex<Option<Sender<PathBuf>>>,
     stop: AtomicBool,
+    filter: Filter,
 }
 
 /// At most this many listed entries wait for the walker before scanners stop running ahead.
 const AHEAD: usize = 20_000;
+
+/// How often a walker waiting for a listing looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 impl Shared {
     fn request(&self, dir: &Path) {
@@ -116,7 +144,14 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
+    /// A prefetcher that lists everything (no filter).
     pub fn new(threads: usize) -> Prefetcher {
+        Self::with_filter(threads, Filter::default())
+    }
+
+    /// A prefetcher whose listings leave out what `filter` excludes, and which never lists
+    /// an excluded directory.
+    pub fn with_filter(threads: usize, filter: Filter) -> Prefetcher {
         let (tx, rx) = crossbeam_channel::unbounded::<PathBuf>();
         let shared = Arc::new(Shared {
             ready: Mutex::new(HashMap::new()),
@@ -125,6 +160,7 @@ impl Prefetcher {
             buffered: AtomicUsize::new(0),
             tx: Mutex::new(Some(tx)),
             stop: AtomicBool::new(false),
+            filter,
         });
         let handles = (0..threads.max(1))
             .map(|i| {
@@ -137,7 +173,7 @@ impl Prefetcher {
                             if shared.stop.load(Ordering::Relaxed) {
                                 continue;
                             }
-                            let l = list_dir(&p);
+                            let l = list_dir(&p, &shared.filter, &shared.stop);
                             let n = l.entries.len();
                             if shared.buffered.fetch_add(n, Ordering::Relaxed) + n < AHEAD {
                                 for e in &l.entries {
@@ -169,16 +205,35 @@ impl Prefetcher {
         self.shared.request(dir);
     }
 
+    /// The filter the listings follow.
+    pub fn filter(&self) -> &Filter {
+        &self.shared.filter
+    }
+
     pub fn take(&self, dir: &Path) -> Listing {
+        self.take_unless(dir, || false)
+            .expect("a take that cannot be cancelled returns a listing")
+    }
+
+    /// As `take`, but `None` as soon as `cancelled()` (polled while waiting) says so.
+    pub fn take_unless(&self, dir: &Path, cancelled: impl Fn() -> bool) -> Option<Listing> {
         let mut g = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(l) = g.remove(dir) {
                 self.shared
                     .buffered
                     .fetch_sub(l.entries.len(), Ordering::Relaxed);
-                return l;
+                return Some(l);
             }
-            g = self.shared.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+            if cancelled() {
+                return None;
+            }
+            g = self
+                .shared
+                .cv
+                .wait_timeout(g, CANCEL_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }

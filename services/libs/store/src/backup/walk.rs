@@ -17,7 +17,7 @@ use crate::vault::Vault;
 
 use super::scan::{self, Prefetcher};
 use super::worker::{Input, Job, SEGMENT};
-use super::Progress;
+use super::{Cancel, Progress};
 
 const BATCH_JOBS: usize = 64;
 const BATCH_BYTES: u64 = 2 << 20;
@@ -55,6 +55,7 @@ pub struct Walker<'a> {
     /// Files already seen in this backup, by (dev, ino): later hard links share their slot.
     links: HashMap<(u64, u64), Node>,
     scan: Prefetcher,
+    pub cancel: Cancel<'a>,
 }
 
 fn path_bytes(p: &Path) -> serde_bytes::ByteBuf {
@@ -68,6 +69,7 @@ impl<'a> Walker<'a> {
         jobs: Sender<Vec<Job>>,
         progress: &'a Progress,
         force_reread: bool,
+        cancel: Cancel<'a>,
     ) -> Self {
         Walker {
             vault,
@@ -80,6 +82,7 @@ impl<'a> Walker<'a> {
             force_reread,
             links: HashMap::new(),
             scan,
+            cancel,
         }
     }
 
@@ -112,6 +115,7 @@ impl<'a> Walker<'a> {
         listed: scan::Listed,
         parent: Option<&Entry>,
     ) -> Result<Option<Node>> {
+        self.cancel.check()?;
         let md = match listed.meta {
             Ok(m) => m,
             Err(e) => {
@@ -161,7 +165,14 @@ impl<'a> Walker<'a> {
             },
             None => None,
         };
-        let listing = self.scan.take(path);
+        let cancel = self.cancel;
+        let listing = self
+            .scan
+            .take_unless(path, || cancel.is_set())
+            .ok_or(crate::error::Error::Cancelled)?;
+        self.progress
+            .excluded
+            .fetch_add(listing.excluded, Ordering::Relaxed);
         if let Some(e) = listing.error {
             // The directory itself is kept (its metadata is readable); what could not be
             // listed is reported.

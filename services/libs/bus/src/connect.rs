@@ -1,0 +1,76 @@
+//! Connecting to the bus and taking the service's well-known name.
+
+use std::fmt;
+
+/// Which bus a service or client talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusAddress {
+    /// The system bus (`/run/dbus/system_bus_socket`, or `$DBUS_SYSTEM_BUS_ADDRESS`).
+    System,
+    /// A D-Bus address such as `unix:path=/run/test/bus` (tests, a private bus).
+    Address(String),
+}
+
+impl BusAddress {
+    /// `system` names the system bus; anything else is taken as a D-Bus address.
+    pub fn parse(text: &str) -> BusAddress {
+        if text == "system" {
+            BusAddress::System
+        } else {
+            BusAddress::Address(text.to_string())
+        }
+    }
+}
+
+impl fmt::Display for BusAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusAddress::System => f.write_str("the system bus"),
+            BusAddress::Address(a) => write!(f, "bus {a}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting to {bus}: {source}")]
+    Connect {
+        bus: BusAddress,
+        source: zbus::Error,
+    },
+    #[error("taking the name {name} on {bus}: {source} (is another instance running, or does the bus policy not allow this user to own it?)")]
+    Name {
+        name: String,
+        bus: BusAddress,
+        source: zbus::Error,
+    },
+}
+
+/// Connects to `bus` and, when `name` is given, takes that well-known name (failing if
+/// another process holds it: two services writing one vault's state would corrupt it).
+pub async fn connect(
+    bus: &BusAddress,
+    name: Option<&str>,
+) -> Result<zbus::Connection, ConnectError> {
+    let builder = match bus {
+        BusAddress::System => zbus::connection::Builder::system(),
+        BusAddress::Address(a) => zbus::connection::Builder::address(a.as_str()),
+    };
+    let conn = builder
+        .build()
+        .await
+        .map_err(|source| ConnectError::Connect {
+            bus: bus.clone(),
+            source,
+        })?;
+    if let Some(name) = name {
+        conn.request_name(name)
+            .await
+            .map_err(|source| ConnectError::Name {
+                name: name.to_string(),
+                bus: bus.clone(),
+                source,
+            })?;
+    }
+    Ok(conn)
+}
