@@ -1001,3 +1001,97 @@ fn vaultctl_drives_the_service_over_the_bus() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
 }
+
+#[test]
+fn support_replicates_through_vault_replicad() {
+    let Some(f) = fixture(|_| {}) else { return };
+    let a = addr(&f);
+    let replicate = || {
+        gdbus(
+            a,
+            Some(SUPPORT.0),
+            &[
+                "call",
+                "--dest",
+                NAME,
+                "--object-path",
+                ROOT,
+                "--method",
+                &format!("{MANAGER}.Replicate"),
+            ],
+        )
+    };
+    // vault-replicad never ran for this vault: a named error, no job.
+    let out = replicate();
+    assert!(
+        stderr(&out).contains("org.tiervault.Error.NotConfigured"),
+        "{}",
+        stderr(&out)
+    );
+
+    let first = call_job(a, None, "StartBackupJob", "s", &["nas"]);
+    assert_eq!(wait_job(a, &first, Duration::from_secs(120)), "success");
+    // vault-replicad to a replica directory; a long poll interval, so only the request
+    // (not its own polling) can explain a prompt second run.
+    let replica = f.vault.scratch("replica");
+    let config = f.vault.scratch("replicad.toml");
+    fs::write(
+        &config,
+        format!(
+            "version = 1\nvault = {:?}\nto = {:?}\npoll-seconds = 3600\nretry-seconds = 3600\n",
+            f.vault.dir, replica
+        ),
+    )
+    .expect("replicad.toml");
+    let bin =
+        common::cli::workspace_bin("VAULT_REPLICAD_BIN", "tiervault-replicad", "vault-replicad");
+    let mut replicad = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(f.vault.scratch("replicad.log")).expect("log"))
+        .spawn()
+        .expect("vault-replicad");
+    let status = f.vault.dir.join("replication/status.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !status.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vault-replicad made no first run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    fs::write(f.share.join("new.txt"), b"after the first replication").expect("file");
+    let second = call_job(a, None, "StartBackupJob", "s", &["nas"]);
+    assert_eq!(wait_job(a, &second, Duration::from_secs(120)), "success");
+    let snap = get(a, &second, JOB, "Snapshot")
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let out = replicate();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let job = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("(objectpath '")
+        .trim_end_matches("',)")
+        .to_string();
+    assert_eq!(
+        wait_job(a, &job, Duration::from_secs(120)),
+        "success",
+        "{}",
+        get(a, &job, JOB, "Message")
+    );
+    let msg = get(a, &job, JOB, "Message");
+    assert!(
+        msg.as_str().unwrap_or_default().contains("2 snapshots"),
+        "{msg}"
+    );
+    assert!(
+        replica.join("snapshots").join(&snap).exists(),
+        "the new snapshot is not in the replica"
+    );
+    let _ = replicad.kill();
+    let _ = replicad.wait();
+}

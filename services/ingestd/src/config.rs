@@ -52,10 +52,9 @@ pub struct Config {
     /// A job running longer than this raises an alert (the seed's 24 hours).
     #[serde(default = "default_long_running")]
     pub long_running_alert: String,
-    /// The replication service's config; `Replicate` runs `replicad-bin --once` with it.
-    pub replicad_config: Option<PathBuf>,
-    #[serde(default = "default_replicad_bin")]
-    pub replicad_bin: PathBuf,
+    /// How long a `Replicate` job waits for vault-replicad's run before it fails.
+    #[serde(default = "default_replicate_timeout")]
+    pub replicate_timeout: String,
     /// Engine threads per job (default: the number of CPUs).
     pub threads: Option<usize>,
     #[serde(default, rename = "job")]
@@ -89,8 +88,8 @@ fn default_alert_history() -> usize {
 fn default_long_running() -> String {
     "24h".into()
 }
-fn default_replicad_bin() -> PathBuf {
-    PathBuf::from("/usr/bin/vault-replicad")
+fn default_replicate_timeout() -> String {
+    "6h".into()
 }
 fn default_schedule() -> String {
     "manual".into()
@@ -119,7 +118,6 @@ impl Config {
         self.state_dir = abs(&self.state_dir);
         self.key_file = self.key_file.as_ref().map(abs);
         self.passphrase_file = self.passphrase_file.as_ref().map(abs);
-        self.replicad_config = self.replicad_config.as_ref().map(abs);
         if self.key_file.is_some() == self.passphrase_file.is_some() {
             return Err("give exactly one of key-file and passphrase-file".into());
         }
@@ -136,6 +134,8 @@ impl Config {
         }
         tiervault_store::retention::parse_duration(&self.long_running_alert)
             .map_err(|e| format!("long-running-alert: {e}"))?;
+        tiervault_store::retention::parse_duration(&self.replicate_timeout)
+            .map_err(|e| format!("replicate-timeout: {e}"))?;
         let mut names = BTreeSet::new();
         let mut jobs = Vec::new();
         for j in &self.jobs {
@@ -167,6 +167,11 @@ impl Config {
             });
         }
         Ok((self, jobs))
+    }
+
+    pub fn replicate_timeout_ns(&self) -> i64 {
+        tiervault_store::retention::parse_duration(&self.replicate_timeout)
+            .unwrap_or(6 * 3_600_000_000_000)
     }
 
     pub fn long_running_ns(&self) -> i64 {

@@ -329,12 +329,18 @@ impl Service {
                 vec![if *read_data { "read-data" } else { "quick" }.into()],
             )),
             Request::Replicate => {
-                let cfg = self.cfg.replicad_config.as_ref().ok_or_else(|| {
-                    BusError::NotConfigured(
-                        "no replicad-config in the ingest service's config".into(),
-                    )
-                })?;
-                Ok((Operation::Replicate, String::new(), vec![show(cfg)]))
+                let status = tiervault_replicate::status::RunStatus::path(&self.cfg.vault);
+                if !status.exists() {
+                    return Err(BusError::NotConfigured(format!(
+                        "vault-replicad has not run for this vault ({} is missing): configure and start it",
+                        status.display()
+                    )));
+                }
+                Ok((
+                    Operation::Replicate,
+                    String::new(),
+                    vec!["vault-replicad".into()],
+                ))
             }
         }
     }
@@ -356,12 +362,12 @@ impl Service {
         }
         match &st.active {
             Some(a) if a.id == id => match a.live {
-                Live::Backup(_) => {
+                Live::Backup(_) | Live::Opaque => {
                     a.cancel.store(true, Ordering::Release);
                     Ok(())
                 }
                 _ => Err(BusError::Busy(format!(
-                    "job {id} cannot be cancelled once running (only backups can)"
+                    "job {id} cannot be cancelled once running (only backups and replications can)"
                 ))),
             },
             _ => match st.history.get(id) {
@@ -625,7 +631,7 @@ impl Service {
                 Live::Restore(p),
             ) => self.restore(snapshot, path, target, p),
             (Request::Verify { read_data }, Live::Verify(p)) => self.verify(*read_data, p),
-            (Request::Replicate, _) => self.replicate(),
+            (Request::Replicate, _) => self.replicate(cancel),
             _ => Outcome::failed("internal: request and progress kinds differ".into()),
         }
     }
@@ -785,28 +791,46 @@ impl Service {
         }
     }
 
-    fn replicate(&self) -> Outcome {
-        let Some(cfg) = &self.cfg.replicad_config else {
-            return Outcome::failed("no replicad-config".into());
+    /// Asks vault-replicad for a run now and waits for its result: the replication client
+    /// lives in that service (with the network access this one has not).
+    fn replicate(&self, cancel: &AtomicBool) -> Outcome {
+        use tiervault_replicate::status::RunStatus;
+        let vault = &self.cfg.vault;
+        let asked = match tiervault_replicate::service::request_now(vault) {
+            Ok(t) => t,
+            Err(e) => return Outcome::failed(format!("asking vault-replicad: {e}")),
         };
-        match std::process::Command::new(&self.cfg.replicad_bin)
-            .arg("--once")
-            .arg("--config")
-            .arg(cfg)
-            .output()
-        {
-            Ok(out) => {
-                let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-                if out.status.success() {
-                    Outcome {
-                        message: text(&out.stdout),
+        let deadline = asked + self.cfg.replicate_timeout_ns();
+        loop {
+            if let Some(st) = RunStatus::load(vault).filter(|s| s.last_attempt_ns >= asked) {
+                return match (&st.last_error, st.last_success_ns) {
+                    (None, Some(ok)) if ok >= st.last_attempt_ns => Outcome {
+                        message: format!(
+                            "replicated to {}: it holds {} snapshots",
+                            st.target,
+                            st.on_target.len()
+                        ),
                         ..Outcome::status(Status::Success)
-                    }
-                } else {
-                    Outcome::failed(format!("{}: {}", out.status, text(&out.stderr)))
-                }
+                    },
+                    (err, _) => Outcome::failed(format!(
+                        "replication to {} failed: {}",
+                        st.target,
+                        err.as_deref().unwrap_or("no success recorded")
+                    )),
+                };
             }
-            Err(e) => Outcome::failed(format!("running {}: {e}", self.cfg.replicad_bin.display())),
+            if cancel.load(Ordering::Acquire) {
+                return Outcome::failed(
+                    "abandoned: no longer waiting (vault-replicad carries on with the run)".into(),
+                );
+            }
+            if now_ns() > deadline {
+                return Outcome::failed(format!(
+                    "vault-replicad did not answer within {} (is it running?)",
+                    self.cfg.replicate_timeout
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
         }
     }
 

@@ -129,8 +129,9 @@ impl JobObject {
 #[interface(name = "org.tiervault.Ingest1.Job")]
 impl JobObject {
     /// Cancels a queued job, or asks a running backup to stop (it is recorded as failed,
-    /// with no snapshot written). Restores, verifies and replications cannot be cancelled
-    /// once running.
+    /// with no snapshot written); a running replication stops being waited for
+    /// (vault-replicad finishes its run). Restores and verifies cannot be cancelled once
+    /// running.
     async fn cancel(
         &self,
         #[zbus(header)] header: zbus::message::Header<'_>,

@@ -152,7 +152,8 @@ impl Manager {
         .await
     }
 
-    /// Replicates the vault to its remote vault now (`vault-replicad --once`).
+    /// Replicates the vault to its remote vault now: asks vault-replicad for a run and
+    /// reports its result.
     async fn replicate(
         &self,
         #[zbus(header)] header: zbus::message::Header<'_>,

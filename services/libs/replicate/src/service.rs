@@ -134,8 +134,14 @@ pub fn run(cfg: &ServiceConfig, spec: &TargetSpec, stop: &AtomicBool, notify: &d
     while !stop.load(Ordering::Relaxed) {
         notify.watchdog();
         let names = snapshot_names(&cfg.vault);
-        let due = last_seen.as_ref() != Some(&names) || failures > 0;
+        let request = requested(&cfg.vault);
+        let due = last_seen.as_ref() != Some(&names) || failures > 0 || request.is_some();
         if due {
+            // The run's status (written by run_once) answers the request; a request that
+            // arrives during the run stays for the next turn.
+            if let Some(r) = &request {
+                answered(&cfg.vault, r);
+            }
             match run_once(cfg, spec, &Alive(notify)) {
                 Ok(r) => {
                     failures = 0;
@@ -158,15 +164,51 @@ pub fn run(cfg: &ServiceConfig, spec: &TargetSpec, stop: &AtomicBool, notify: &d
         } else {
             cfg.poll_seconds
         };
-        sleep_unless_stopped(Duration::from_secs(wait), stop, notify);
+        sleep_unless_stopped(Duration::from_secs(wait), &cfg.vault, stop, notify);
     }
 }
 
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool, notify: &dyn Notify) {
+/// Sleeps `d`, returning early on stop or on a replication request.
+fn sleep_unless_stopped(
+    d: Duration,
+    vault: &std::path::Path,
+    stop: &AtomicBool,
+    notify: &dyn Notify,
+) {
     let end = std::time::Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end {
+    let request = request_path(vault);
+    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < end && !request.exists() {
         notify.watchdog();
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `replication/request` in the vault: another service (the ingest service's `Replicate`)
+/// asks vault-replicad for a run now. The file holds the request time; vault-replicad removes
+/// it when the run starts and records the run in `replication/status.json`
+/// ([`RunStatus`]), whose `last_attempt_ns` at or after the request time answers it.
+pub fn request_path(vault: &std::path::Path) -> PathBuf {
+    vault.join("replication").join("request")
+}
+
+/// Asks vault-replicad to replicate now; returns the request time (unix ns) to compare with
+/// the status's `last_attempt_ns`.
+pub fn request_now(vault: &std::path::Path) -> std::io::Result<i64> {
+    let dir = vault.join("replication");
+    std::fs::create_dir_all(&dir)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    tiervault_sys::durable::write_atomic(&request_path(vault), now.to_string().as_bytes(), 0o640)?;
+    Ok(now)
+}
+
+fn requested(vault: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(request_path(vault)).ok()
+}
+
+/// Removes the request being served, unless a newer one replaced it meanwhile.
+fn answered(vault: &std::path::Path, request: &str) {
+    if requested(vault).as_deref() == Some(request) {
+        let _ = std::fs::remove_file(request_path(vault));
     }
 }
 
