@@ -666,30 +666,24 @@ fn wait_for_alert(a: &str, class: &str) -> String {
     }
 }
 
-#[test]
-fn kill_9_mid_backup_leaves_the_vault_consistent_and_the_job_failed_with_an_alert() {
-    let Some(mut f) = fixture(|share| {
-        for i in 0..6u32 {
+/// A fixture whose share holds `files` × 48 MiB of noise, and its `nas` job running with at
+/// least `done` bytes processed: (fixture, bus address, job path).
+fn backup_under_way(files: u32, done: u64) -> Option<(Fixture, String, String)> {
+    let f = fixture(|share| {
+        for i in 0..files {
             let data = noise(48 << 20, u64::from(i) + 10);
             fs::write(share.join(format!("big{i}.bin")), data).expect("big file");
         }
-    }) else {
-        return;
-    };
+    })?;
     let a = f.bus.address.clone();
     let job = call_job(&a, None, "StartBackupJob", "s", &["nas"]);
-    // Kill once the backup has written something.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let done = get(&a, &job, JOB, "BytesDone").as_u64().unwrap_or(0);
+    while get(&a, &job, JOB, "BytesDone").as_u64().unwrap_or(0) < done {
         let status = get(&a, &job, JOB, "Status");
         assert_eq!(
             status, "running",
-            "the backup ended before the kill; make it bigger"
+            "the backup ended too soon; make it bigger"
         );
-        if done > 8 << 20 {
-            break;
-        }
         assert!(
             std::time::Instant::now() < deadline,
             "no progress:\n{}",
@@ -697,6 +691,14 @@ fn kill_9_mid_backup_leaves_the_vault_consistent_and_the_job_failed_with_an_aler
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    Some((f, a, job))
+}
+
+#[test]
+fn kill_9_mid_backup_leaves_the_vault_consistent_and_the_job_failed_with_an_alert() {
+    let Some((mut f, a, job)) = backup_under_way(6, 8 << 20) else {
+        return;
+    };
     f.svc.kill9();
     // What systemd's Restart=on-failure would do.
     f.svc.restart();
@@ -734,26 +736,9 @@ fn kill_9_mid_backup_leaves_the_vault_consistent_and_the_job_failed_with_an_aler
 
 #[test]
 fn sigterm_mid_backup_abandons_it_cleanly() {
-    let Some(mut f) = fixture(|share| {
-        for i in 0..4u32 {
-            let data = noise(48 << 20, u64::from(i) + 10);
-            fs::write(share.join(format!("big{i}.bin")), data).expect("big file");
-        }
-    }) else {
+    let Some((mut f, a, job)) = backup_under_way(4, 4 << 20) else {
         return;
     };
-    let a = f.bus.address.clone();
-    let job = call_job(&a, None, "StartBackupJob", "s", &["nas"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while get(&a, &job, JOB, "BytesDone").as_u64().unwrap_or(0) < 4 << 20 {
-        assert_eq!(
-            get(&a, &job, JOB, "Status"),
-            "running",
-            "ended before SIGTERM"
-        );
-        assert!(std::time::Instant::now() < deadline, "no progress");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let started = std::time::Instant::now();
     let status = f.svc.terminate();
     assert!(

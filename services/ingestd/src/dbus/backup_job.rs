@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tiervault_bus::{prop, usec, BusError, Caller, Props};
 use zbus::{interface, OwnedObjectPath};
 
-use super::job::{object_path, JobObject};
+use super::job::object_path;
 use crate::service::{Request, Service};
 
 pub const INTERFACE: &str = "org.tiervault.Ingest1.BackupJob";
@@ -78,34 +78,17 @@ impl BackupJobObject {
         #[zbus(object_server)] server: &zbus::ObjectServer,
     ) -> Result<OwnedObjectPath, BusError> {
         let caller = Caller::identify(conn, &header).await;
-        let result = match self
-            .svc
-            .submit(Request::Job(self.name.clone()), &caller.label())
-        {
-            Ok(run) => {
-                let path = object_path(run.id);
-                server
-                    .at(path.as_str(), JobObject::new(self.svc.clone(), run.id))
-                    .await
-                    .map(|_| path)
-                    .map_err(BusError::ZBus)
-            }
-            Err(e) => Err(e),
+        let req = Request::Job(self.name.clone());
+        let result = super::submit(&self.svc, server, req, &caller).await;
+        let object = super::backup_job_path(&self.name);
+        let call = super::Call {
+            caller: &caller,
+            object: &object,
+            interface: INTERFACE,
+            member: "Start",
+            args: serde_json::json!({}),
         };
-        let shown = result
-            .as_ref()
-            .map(|p| p.to_string())
-            .map_err(|e| format!("{e:?}"));
-        if let Err(e) = self.svc.audit.record(
-            &caller,
-            &super::backup_job_path(&self.name),
-            INTERFACE,
-            "Start",
-            serde_json::json!({}),
-            &shown,
-        ) {
-            tracing::error!("{e}");
-        }
+        super::audit(&self.svc, call, &result, |p| p.to_string());
         result
     }
 

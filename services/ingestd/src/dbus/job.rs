@@ -139,20 +139,15 @@ impl JobObject {
     ) -> Result<(), BusError> {
         let caller = Caller::identify(conn, &header).await;
         let result = self.svc.cancel(self.id, &caller.label());
-        let shown = result
-            .as_ref()
-            .map(|()| "cancel requested".to_string())
-            .map_err(|e| format!("{e:?}"));
-        if let Err(e) = self.svc.audit.record(
-            &caller,
-            &super::job_path(self.id),
-            INTERFACE,
-            "Cancel",
-            serde_json::json!({}),
-            &shown,
-        ) {
-            tracing::error!("{e}");
-        }
+        let object = super::job_path(self.id);
+        let call = super::Call {
+            caller: &caller,
+            object: &object,
+            interface: INTERFACE,
+            member: "Cancel",
+            args: serde_json::json!({}),
+        };
+        super::audit(&self.svc, call, &result, |()| "cancel requested".into());
         result
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tiervault_bus::{BusError, Caller};
 use zbus::{interface, OwnedObjectPath};
 
-use super::job::{object_path, JobObject};
 use crate::service::{Request, Service};
 
 pub const INTERFACE: &str = "org.tiervault.Ingest1.Manager";
@@ -21,8 +20,7 @@ impl Manager {
         Manager { svc }
     }
 
-    /// Queues `req` for the caller, publishes its job object before answering (so the
-    /// caller can read it at once) and audits the call.
+    /// Queues `req` for the caller (see [`super::submit`]) and audits the call.
     async fn submit(
         &self,
         req: Request,
@@ -33,39 +31,16 @@ impl Manager {
         server: &zbus::ObjectServer,
     ) -> Result<OwnedObjectPath, BusError> {
         let caller = Caller::identify(conn, header).await;
-        let result = self.svc.submit(req, &caller.label());
-        let result = match result {
-            Ok(run) => {
-                let path = object_path(run.id);
-                server
-                    .at(path.as_str(), JobObject::new(self.svc.clone(), run.id))
-                    .await
-                    .map(|_| path)
-                    .map_err(BusError::ZBus)
-            }
-            Err(e) => Err(e),
+        let result = super::submit(&self.svc, server, req, &caller).await;
+        let call = super::Call {
+            caller: &caller,
+            object: super::ROOT,
+            interface: INTERFACE,
+            member,
+            args,
         };
-        audit(&self.svc, &caller, member, args, &result);
+        super::audit(&self.svc, call, &result, |p| p.to_string());
         result
-    }
-}
-
-fn audit(
-    svc: &Service,
-    caller: &Caller,
-    member: &str,
-    args: serde_json::Value,
-    result: &Result<OwnedObjectPath, BusError>,
-) {
-    let shown = match result {
-        Ok(p) => Ok(p.to_string()),
-        Err(e) => Err(format!("{e:?}")),
-    };
-    if let Err(e) = svc
-        .audit
-        .record(caller, super::ROOT, INTERFACE, member, args, &shown)
-    {
-        tracing::error!("{e}");
     }
 }
 

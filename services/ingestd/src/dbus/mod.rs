@@ -21,12 +21,13 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use tiervault_bus::{path_element, Mirror};
+use tiervault_bus::{path_element, BusError, Caller, Mirror};
 use zbus::object_server::SignalEmitter;
+use zbus::OwnedObjectPath;
 
 pub use manager::Manager;
 
-use crate::service::Service;
+use crate::service::{Request, Service};
 
 pub const NAME: &str = "org.tiervault.Ingest1";
 pub const ROOT: &str = "/org/tiervault/Ingest1";
@@ -41,6 +42,53 @@ pub fn backup_job_path(name: &str) -> String {
 
 pub fn snapshot_path(hex: &str) -> String {
     format!("{ROOT}/snapshots/{}", &hex[..hex.len().min(16)])
+}
+
+/// One state-changing call, as the audit log records it.
+pub struct Call<'a> {
+    pub caller: &'a Caller,
+    pub object: &'a str,
+    pub interface: &'a str,
+    pub member: &'a str,
+    pub args: serde_json::Value,
+}
+
+/// Writes `call` and its result to the audit log; a log that cannot be written is reported,
+/// not a reason to fail the call (the work was done or refused either way).
+pub fn audit<T>(
+    svc: &Service,
+    call: Call<'_>,
+    result: &Result<T, BusError>,
+    ok: impl Fn(&T) -> String,
+) {
+    let shown = result.as_ref().map(ok).map_err(|e| format!("{e:?}"));
+    if let Err(e) = svc.audit.record(
+        call.caller,
+        call.object,
+        call.interface,
+        call.member,
+        call.args,
+        &shown,
+    ) {
+        tracing::error!("{e}");
+    }
+}
+
+/// Queues `req` for `caller` and registers its Job object before answering, so the caller
+/// can read the object as soon as it has the path.
+pub async fn submit(
+    svc: &Arc<Service>,
+    server: &zbus::ObjectServer,
+    req: Request,
+    caller: &Caller,
+) -> Result<OwnedObjectPath, BusError> {
+    let run = svc.submit(req, &caller.label())?;
+    let path = job::object_path(run.id);
+    server
+        .at(path.as_str(), job::JobObject::new(svc.clone(), run.id))
+        .await
+        .map_err(BusError::ZBus)?;
+    Ok(path)
 }
 
 /// Announces changes of the service's state on the bus; owned by the service's loop.
