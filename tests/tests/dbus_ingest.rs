@@ -741,6 +741,7 @@ fn sigterm_mid_backup_abandons_it_cleanly() {
     };
     let started = std::time::Instant::now();
     let status = f.svc.terminate();
+    eprintln!("SIGTERM to exit, a backup under way: {:?}", started.elapsed());
     assert!(
         status.success(),
         "exit after SIGTERM: {status}\n{}",
