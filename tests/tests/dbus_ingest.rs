@@ -741,7 +741,10 @@ fn sigterm_mid_backup_abandons_it_cleanly() {
     };
     let started = std::time::Instant::now();
     let status = f.svc.terminate();
-    eprintln!("SIGTERM to exit, a backup under way: {:?}", started.elapsed());
+    eprintln!(
+        "SIGTERM to exit, a backup under way: {:?}",
+        started.elapsed()
+    );
     assert!(
         status.success(),
         "exit after SIGTERM: {status}\n{}",
@@ -864,6 +867,10 @@ fn introspection_matches_the_checked_in_api() {
             .to_string_lossy()
             .trim_end_matches(".xml")
             .to_string();
+        // vault-replicad's interfaces are checked by dbus_replicad.rs.
+        if name.starts_with("org.tiervault.Replication1") {
+            continue;
+        }
         assert!(
             seen.contains(&name),
             "docs/dbus/{name}.xml describes an interface the service no longer has"

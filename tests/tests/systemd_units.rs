@@ -331,16 +331,25 @@ fn policy_file() -> PathBuf {
 #[test]
 fn dbus_policy_names_only_users_and_groups_that_sysusers_creates() {
     // dbus-daemon only warns about an unknown user or group, and drops the rule.
-    let policy = fs::read_to_string(policy_file()).expect("policy");
     let (users, groups) = sysusers_names();
-    for u in policy_principals(&policy, "user") {
-        assert!(
-            u == "root" || users.contains(&u),
-            "policy user {u} is not in sysusers.d"
-        );
-    }
-    for g in policy_principals(&policy, "group") {
-        assert!(groups.contains(&g), "policy group {g} is not in sysusers.d");
+    let policies = files(&systemd_dir().join("dbus/system.d"), ".conf");
+    assert!(policies.contains(&policy_file()), "{policies:?}");
+    for file in policies {
+        let policy = fs::read_to_string(&file).expect("policy");
+        for u in policy_principals(&policy, "user") {
+            assert!(
+                u == "root" || users.contains(&u),
+                "{}: policy user {u} is not in sysusers.d",
+                file.display()
+            );
+        }
+        for g in policy_principals(&policy, "group") {
+            assert!(
+                groups.contains(&g),
+                "{}: policy group {g} is not in sysusers.d",
+                file.display()
+            );
+        }
     }
 }
 

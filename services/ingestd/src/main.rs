@@ -149,13 +149,7 @@ fn run(cli: Cli, offset: time::UtcOffset) -> Result<()> {
             .at(dbus::ROOT, dbus::Manager::new(svc.clone()))
             .await?;
         // The name last, so a client never finds the name without the objects.
-        conn.request_name(dbus::NAME).await.map_err(|source| {
-            tiervault_bus::ConnectError::Name {
-                name: dbus::NAME.into(),
-                bus: bus.clone(),
-                source,
-            }
-        })?;
+        tiervault_bus::take_name(&conn, &bus, dbus::NAME).await?;
         Ok::<_, anyhow::Error>(conn)
     })
     .with_context(|| format!("serving {} on {bus}", dbus::NAME))?;

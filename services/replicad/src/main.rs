@@ -3,6 +3,12 @@
 //! each new snapshot as it is committed. Configuration: a TOML file (see
 //! `tiervault_replicate::service::ServiceConfig`); the bandwidth schedule file named in it is
 //! re-read when it changes.
+//!
+//! On D-Bus as `org.tiervault.Replication1` (see [`dbus`]): the target's last run, its lag,
+//! and `ReplicateNow`. Threads: the main thread runs the replication loop; a `bus` thread
+//! publishes the state the loop leaves in the vault; zbus runs the bus connection.
+
+mod dbus;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tiervault_bus::{Audit, BusAddress};
 use tiervault_daemon::config::{self, ConfigError};
 use tiervault_daemon::notify::Notifier;
 use tiervault_daemon::shutdown::Shutdown;
@@ -31,6 +38,23 @@ struct Cli {
     /// Run one replication and exit (exit code 1 when it failed)
     #[arg(long)]
     once: bool,
+    /// Bus to serve on: `system`, a D-Bus address, or `none`. Given, failing to serve on it
+    /// is an error; not given, the system bus is used when it can be reached, else the
+    /// service runs without D-Bus (with a warning)
+    #[arg(long, value_name = "ADDRESS")]
+    bus: Option<String>,
+}
+
+/// The system bus socket; its absence means no system bus to try.
+const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
+/// The bus to serve on, and whether failing to serve on it is fatal.
+fn chosen_bus(flag: Option<&str>) -> Option<(BusAddress, bool)> {
+    match flag {
+        Some("none") => None,
+        Some(a) => Some((BusAddress::parse(a), true)),
+        None => Some((BusAddress::System, false)),
+    }
 }
 
 /// The service loop's reports, to systemd.
@@ -135,8 +159,83 @@ fn run(cli: Cli) -> Result<()> {
             })
             .context("starting the shutdown reporter")?;
     }
+    let conn = match chosen_bus(cli.bus.as_deref()) {
+        None => None,
+        // Without --bus, a host without a system bus (a container, the tests) still
+        // replicates; the unit passes --bus system so that on the appliance it is an error.
+        Some((BusAddress::System, false))
+            if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_none()
+                && !std::path::Path::new(SYSTEM_BUS_SOCKET).exists() =>
+        {
+            tracing::warn!("no system bus ({SYSTEM_BUS_SOCKET} is missing): running without D-Bus");
+            None
+        }
+        Some((bus, required)) => match serve(&bus, &cfg.vault, &spec.to, &shutdown) {
+            Ok(c) => Some(c),
+            Err(e) if !required => {
+                tracing::warn!("running without D-Bus: {e:#}");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    // After the name is taken: systemd (and a client ordered after us) may rely on it.
     notifier.ready();
-    tracing::info!("replicating {} to {}", cfg.vault.display(), spec.to);
+    tracing::info!(
+        "replicating {} to {}{}",
+        cfg.vault.display(),
+        spec.to,
+        if conn.is_some() {
+            format!(", serving {}", dbus::NAME)
+        } else {
+            String::new()
+        }
+    );
     service::run(&cfg, &spec, &shutdown.flag(), &Systemd(notifier));
     Ok(())
+}
+
+/// Puts the service on `bus`: the objects, then the name, so a client never finds the name
+/// without the objects; then a thread keeps them up to date until shutdown.
+fn serve(
+    bus: &BusAddress,
+    vault: &std::path::Path,
+    to: &str,
+    shutdown: &Shutdown,
+) -> Result<zbus::Connection> {
+    let replication = vault.join("replication");
+    std::fs::create_dir_all(&replication)
+        .with_context(|| format!("creating {}", replication.display()))?;
+    // replicad has no state directory of its own; the vault's replication/ is where its
+    // other records (status, request) already live.
+    let audit = Audit::open(&replication.join("audit.log"))?;
+    let target = Arc::new(dbus::Target::new(
+        vault.to_path_buf(),
+        to.to_string(),
+        audit,
+    ));
+    let mut publisher = dbus::Publisher::new(target);
+    let conn = zbus::block_on(async {
+        let conn = tiervault_bus::connect(bus, None).await?;
+        conn.object_server()
+            .at(dbus::ROOT, zbus::fdo::ObjectManager)
+            .await?;
+        publisher.publish(&conn).await?;
+        tiervault_bus::take_name(&conn, bus, dbus::NAME).await?;
+        Ok::<_, anyhow::Error>(conn)
+    })
+    .with_context(|| format!("serving {} on {bus}", dbus::NAME))?;
+    let (c, shutdown) = (conn.clone(), shutdown.clone());
+    std::thread::Builder::new()
+        .name("bus".into())
+        .spawn(move || loop {
+            if let Err(e) = zbus::block_on(publisher.publish(&c)) {
+                tracing::error!("publishing state on the bus: {e}");
+            }
+            if shutdown.wait_timeout(Duration::from_secs(1)) {
+                break;
+            }
+        })
+        .context("starting the bus thread")?;
+    Ok(conn)
 }

@@ -106,9 +106,17 @@ impl Bus {
         // Test users must reach the socket.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let socket = dir.path().join("bus");
-        let policy = repo_root().join("systemd/dbus/system.d/org.tiervault.Ingest1.conf");
-        assert!(policy.is_file(), "{} is missing", policy.display());
-        // The defaults of Debian's /usr/share/dbus-1/system.conf, then the project's policy.
+        // Every service's policy, as the system bus includes all of system.d/.
+        let policies = repo_root().join("systemd/dbus/system.d");
+        let mut includes: Vec<String> = fs::read_dir(&policies)
+            .unwrap_or_else(|e| panic!("{}: {e}", policies.display()))
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .map(|p| format!("  <include>{}</include>\n", p.display()))
+            .collect();
+        includes.sort();
+        assert!(!includes.is_empty(), "no policy in {}", policies.display());
+        // The defaults of Debian's /usr/share/dbus-1/system.conf, then the project's policies.
         let conf = format!(
             r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -132,11 +140,10 @@ impl Bus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
   </policy>
-  <include>{policy}</include>
-</busconfig>
+{policy}</busconfig>
 "#,
             socket = socket.display(),
-            policy = policy.display()
+            policy = includes.concat()
         );
         let conf_path = dir.path().join("bus.conf");
         fs::write(&conf_path, conf).expect("bus.conf");

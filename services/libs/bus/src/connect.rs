@@ -64,13 +64,24 @@ pub async fn connect(
             source,
         })?;
     if let Some(name) = name {
-        conn.request_name(name)
-            .await
-            .map_err(|source| ConnectError::Name {
-                name: name.to_string(),
-                bus: bus.clone(),
-                source,
-            })?;
+        take_name(&conn, bus, name).await?;
     }
     Ok(conn)
+}
+
+/// Takes the well-known `name` on `conn` (failing if another process holds it). Services
+/// register their objects first and take the name last, so a client never finds the name
+/// without the objects.
+pub async fn take_name(
+    conn: &zbus::Connection,
+    bus: &BusAddress,
+    name: &str,
+) -> Result<(), ConnectError> {
+    conn.request_name(name)
+        .await
+        .map_err(|source| ConnectError::Name {
+            name: name.to_string(),
+            bus: bus.clone(),
+            source,
+        })
 }
