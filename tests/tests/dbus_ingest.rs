@@ -775,27 +775,6 @@ fn sigterm_mid_backup_abandons_it_cleanly() {
     );
 }
 
-/// The `<interface name="…">…</interface>` blocks of Tiervault's interfaces in an
-/// introspection document, by name.
-fn tiervault_interfaces(xml: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<interface name=\"org.tiervault.") {
-        let block = &rest[start..];
-        let end = block.find("</interface>").expect("closed interface") + "</interface>".len();
-        let name_start = "<interface name=\"".len();
-        let name_end = block[name_start..].find('"').expect("name") + name_start;
-        // Indentation follows the object's depth in the tree: compare the lines alone.
-        let text: Vec<&str> = block[..end].lines().map(str::trim).collect();
-        out.push((
-            block[name_start..name_end].to_string(),
-            text.join("\n") + "\n",
-        ));
-        rest = &block[end..];
-    }
-    out
-}
-
 #[test]
 fn introspection_matches_the_checked_in_api() {
     let Some(f) = fixture(|_| {}) else { return };
@@ -821,34 +800,10 @@ fn introspection_matches_the_checked_in_api() {
         format!("{ROOT}/snapshots/{}", &snap[..16]),
         alert,
     ];
-    let docs = bus::repo_root().join("docs/dbus");
-    let bless = std::env::var_os("TIERVAULT_BLESS_DBUS").is_some();
-    let mut seen = Vec::new();
-    for path in &objects {
-        let out = busctl(a, None, &["--xml-interface", "introspect", NAME, path]);
-        assert!(out.status.success(), "{path}: {}", stderr(&out));
-        for (name, xml) in tiervault_interfaces(&String::from_utf8_lossy(&out.stdout)) {
-            let file = docs.join(format!("{name}.xml"));
-            if bless {
-                fs::create_dir_all(&docs).expect("docs/dbus");
-                fs::write(&file, &xml).expect("write");
-            }
-            let want = fs::read_to_string(&file).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (run with TIERVAULT_BLESS_DBUS=1 to write it)",
-                    file.display()
-                )
-            });
-            assert!(
-                want == xml,
-                "{name} differs from {} — the API changed; if on purpose, re-run with TIERVAULT_BLESS_DBUS=1 and commit.\n--- checked in\n{want}\n--- running service\n{xml}",
-                file.display()
-            );
-            seen.push(name);
-        }
-    }
-    seen.sort();
-    seen.dedup();
+    // vault-replicad's interfaces are checked by dbus_replicad.rs.
+    let seen = bus::check_introspection(a, NAME, &objects, |f| {
+        !f.starts_with("org.tiervault.Replication1")
+    });
     assert_eq!(
         seen,
         [
@@ -859,23 +814,6 @@ fn introspection_matches_the_checked_in_api() {
             "org.tiervault.Ingest1.Snapshot"
         ]
     );
-    // Every checked-in file is an interface the service still has.
-    for e in fs::read_dir(&docs).expect("docs/dbus") {
-        let name = e
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .trim_end_matches(".xml")
-            .to_string();
-        // vault-replicad's interfaces are checked by dbus_replicad.rs.
-        if name.starts_with("org.tiervault.Replication1") {
-            continue;
-        }
-        assert!(
-            seen.contains(&name),
-            "docs/dbus/{name}.xml describes an interface the service no longer has"
-        );
-    }
 }
 
 #[test]

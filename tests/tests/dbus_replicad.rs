@@ -82,21 +82,7 @@ fn fixture() -> Option<Fixture> {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let out = busctl(
-            &f.bus.address,
-            None,
-            &[
-                "--json=short",
-                "call",
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "NameHasOwner",
-                "s",
-                NAME,
-            ],
-        );
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("true") {
+        if bus::has_owner(&f.bus.address, NAME) {
             return Some(f);
         }
         if let Ok(Some(st)) = f.replicad.try_wait() {
@@ -264,74 +250,12 @@ fn support_sees_the_lag_and_replicates_now() {
     assert_eq!(lines[0]["ok"], true);
 }
 
-/// The `org.tiervault.*` interfaces of an introspection, each as its lines (trimmed).
-fn tiervault_interfaces(xml: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<interface name=\"org.tiervault.") {
-        let block = &rest[start..];
-        let end = block.find("</interface>").expect("closed interface") + "</interface>".len();
-        let name_start = "<interface name=\"".len();
-        let name_end = block[name_start..].find('"').expect("name") + name_start;
-        // Indentation follows the object's depth in the tree: compare the lines alone.
-        let text: Vec<&str> = block[..end].lines().map(str::trim).collect();
-        out.push((
-            block[name_start..name_end].to_string(),
-            text.join("\n") + "\n",
-        ));
-        rest = &block[end..];
-    }
-    out
-}
-
 #[test]
 fn introspection_matches_the_checked_in_api() {
     let Some(f) = fixture() else { return };
     let a = f.bus.address.as_str();
-    let docs = bus::repo_root().join("docs/dbus");
-    let bless = std::env::var_os("TIERVAULT_BLESS_DBUS").is_some();
-    let mut seen = Vec::new();
-    for path in [ROOT, TARGET] {
-        let out = busctl(a, None, &["--xml-interface", "introspect", NAME, path]);
-        assert!(out.status.success(), "{path}: {}", stderr(&out));
-        for (name, xml) in tiervault_interfaces(&String::from_utf8_lossy(&out.stdout)) {
-            let file = docs.join(format!("{name}.xml"));
-            if bless {
-                fs::create_dir_all(&docs).expect("docs/dbus");
-                fs::write(&file, &xml).expect("write");
-            }
-            let want = fs::read_to_string(&file).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (run with TIERVAULT_BLESS_DBUS=1 to write it)",
-                    file.display()
-                )
-            });
-            assert!(
-                want == xml,
-                "{name} differs from {} — the API changed; if on purpose, re-run with TIERVAULT_BLESS_DBUS=1 and commit.\n--- checked in\n{want}\n--- running service\n{xml}",
-                file.display()
-            );
-            seen.push(name);
-        }
-    }
-    seen.sort();
-    seen.dedup();
+    let objects = [ROOT.to_string(), TARGET.to_string()];
+    // The ingest service's files are checked by dbus_ingest.rs.
+    let seen = bus::check_introspection(a, NAME, &objects, |f| f.starts_with(NAME));
     assert_eq!(seen, [IFACE]);
-    // Every checked-in file of this service is an interface it still has (the ingest
-    // service's files are checked by dbus_ingest.rs).
-    for e in fs::read_dir(&docs).expect("docs/dbus") {
-        let name = e
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .trim_end_matches(".xml")
-            .to_string();
-        if !name.starts_with(NAME) {
-            continue;
-        }
-        assert!(
-            seen.contains(&name),
-            "docs/dbus/{name}.xml describes an interface the service no longer has"
-        );
-    }
 }

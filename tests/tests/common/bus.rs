@@ -234,21 +234,7 @@ impl Service {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let out = busctl(
-                &self.address,
-                None,
-                &[
-                    "--json=short",
-                    "call",
-                    "org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus",
-                    "NameHasOwner",
-                    "s",
-                    NAME,
-                ],
-            );
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("true") {
+            if has_owner(&self.address, NAME) {
                 return;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -378,4 +364,101 @@ pub fn wait_job(address: &str, path: &str, limit: Duration) -> String {
 /// or the bus's `AccessDenied`.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether `name` has an owner on the bus at `address`.
+pub fn has_owner(address: &str, name: &str) -> bool {
+    let out = busctl(
+        address,
+        None,
+        &[
+            "--json=short",
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            "s",
+            name,
+        ],
+    );
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("true")
+}
+
+/// The `<interface name="…">…</interface>` blocks of Tiervault's interfaces in an
+/// introspection document, by name.
+fn tiervault_interfaces(xml: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("<interface name=\"org.tiervault.") {
+        let block = &rest[start..];
+        let end = block.find("</interface>").expect("closed interface") + "</interface>".len();
+        let name_start = "<interface name=\"".len();
+        let name_end = block[name_start..].find('"').expect("name") + name_start;
+        // Indentation follows the object's depth in the tree: compare the lines alone.
+        let text: Vec<&str> = block[..end].lines().map(str::trim).collect();
+        out.push((
+            block[name_start..name_end].to_string(),
+            text.join("\n") + "\n",
+        ));
+        rest = &block[end..];
+    }
+    out
+}
+
+/// Checks the introspection of `objects` of the service `service` (read over the bus, as
+/// `busctl introspect` does) against `docs/dbus/<interface>.xml`, so the API changes only on
+/// purpose (`TIERVAULT_BLESS_DBUS=1` rewrites the files). Returns the interfaces seen, and
+/// checks that every file `mine` claims describes one of them.
+pub fn check_introspection(
+    address: &str,
+    service: &str,
+    objects: &[String],
+    mine: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let docs = repo_root().join("docs/dbus");
+    let bless = std::env::var_os("TIERVAULT_BLESS_DBUS").is_some();
+    let mut seen = Vec::new();
+    for path in objects {
+        let out = busctl(
+            address,
+            None,
+            &["--xml-interface", "introspect", service, path],
+        );
+        assert!(out.status.success(), "{path}: {}", stderr(&out));
+        for (name, xml) in tiervault_interfaces(&String::from_utf8_lossy(&out.stdout)) {
+            let file = docs.join(format!("{name}.xml"));
+            if bless {
+                fs::create_dir_all(&docs).expect("docs/dbus");
+                fs::write(&file, &xml).expect("write");
+            }
+            let want = fs::read_to_string(&file).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (run with TIERVAULT_BLESS_DBUS=1 to write it)",
+                    file.display()
+                )
+            });
+            assert!(
+                want == xml,
+                "{name} differs from {} — the API changed; if on purpose, re-run with TIERVAULT_BLESS_DBUS=1 and commit.\n--- checked in\n{want}\n--- running service\n{xml}",
+                file.display()
+            );
+            seen.push(name);
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    for e in fs::read_dir(&docs).expect("docs/dbus") {
+        let name = e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .trim_end_matches(".xml")
+            .to_string();
+        assert!(
+            !mine(&name) || seen.contains(&name),
+            "docs/dbus/{name}.xml describes an interface {service} no longer has"
+        );
+    }
+    seen
 }
