@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -118,13 +117,7 @@ fn busctl_and_gdbus_run_a_backup_with_progress_then_list_and_restore() {
     );
 
     // Watch the service's signals with gdbus while the backup runs.
-    let mut monitor = Command::new("gdbus")
-        .args(["monitor", "--address", a, "--dest", NAME])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gdbus monitor");
-    std::thread::sleep(Duration::from_millis(500));
+    let monitor = bus::Monitor::start(a, NAME);
 
     let job = call_job(a, None, "StartBackupJob", "s", &["nas"]);
     assert!(job.starts_with(&format!("{ROOT}/jobs/")), "{job}");
@@ -133,16 +126,7 @@ fn busctl_and_gdbus_run_a_backup_with_progress_then_list_and_restore() {
     assert_eq!(op, "backup");
     let status = wait_job(a, &job, Duration::from_secs(300));
     assert_eq!(status, "success", "{}", f.svc.log_text());
-    std::thread::sleep(Duration::from_millis(1200));
-    let _ = monitor.kill();
-    let mut signals = String::new();
-    monitor
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut signals)
-        .expect("read");
-    let _ = monitor.wait();
+    let signals = monitor.finish(Duration::from_millis(1200));
     assert!(
         signals.contains(&format!(
             "{job}: org.freedesktop.DBus.Properties.PropertiesChanged ('{JOB}'"

@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -166,13 +165,7 @@ fn support_sees_the_lag_and_replicates_now() {
     f.vault.backup(&[&f.src]);
     f.wait_counts((1, 1), Duration::from_secs(10));
 
-    let mut monitor = Command::new("gdbus")
-        .args(["monitor", "--address", a, "--dest", NAME])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gdbus monitor");
-    std::thread::sleep(Duration::from_millis(500));
+    let monitor = bus::Monitor::start(a, NAME);
 
     // Not for everyone.
     let replicate_now = |user| {
@@ -217,16 +210,7 @@ fn support_sees_the_lag_and_replicates_now() {
     );
     assert_eq!(json_data(&out), "idle");
 
-    std::thread::sleep(Duration::from_millis(1500));
-    let _ = monitor.kill();
-    let mut signals = String::new();
-    monitor
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut signals)
-        .expect("read");
-    let _ = monitor.wait();
+    let signals = monitor.finish(Duration::from_millis(1500));
     assert!(
         signals.contains(&format!(
             "{TARGET}: org.freedesktop.DBus.Properties.PropertiesChanged ('{IFACE}'"

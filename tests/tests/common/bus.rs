@@ -462,3 +462,32 @@ pub fn check_introspection(
     }
     seen
 }
+
+/// `gdbus monitor` of one service's signals, collected until [`Monitor::finish`].
+pub struct Monitor(std::process::Child);
+
+impl Monitor {
+    /// Starts watching `service` on `address`; returns once gdbus has subscribed.
+    pub fn start(address: &str, service: &str) -> Monitor {
+        let child = Command::new("gdbus")
+            .args(["monitor", "--address", address, "--dest", service])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gdbus monitor");
+        std::thread::sleep(Duration::from_millis(500));
+        Monitor(child)
+    }
+
+    /// Waits `settle` for late signals, stops gdbus and returns what it printed.
+    pub fn finish(mut self, settle: Duration) -> String {
+        std::thread::sleep(settle);
+        let _ = self.0.kill();
+        let mut text = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        let _ = self.0.wait();
+        text
+    }
+}
