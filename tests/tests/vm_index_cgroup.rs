@@ -13,10 +13,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use common::vm;
 use serde_json::Value;
 
 const ENTRIES: u64 = 4_000_000;
@@ -26,73 +26,33 @@ const ALLOWANCE_MIB: u64 = 64;
 /// Present lookups per phase: each is a random 4 KiB read of the emulated disk (~4 k/s).
 const LOOKUPS: u64 = 20_000;
 const GUEST_MEM_MIB: u64 = 512;
-const SCRATCH_BYTES: u64 = 1 << 30;
+const SCRATCH_MIB: u64 = 1024;
 /// Wall-clock limit of the guest run (it takes 60-75 s), and of the benchmark inside it.
 const GUEST_TIMEOUT_S: u64 = 270;
 const BENCH_TIMEOUT_S: u64 = 210;
 /// Where the benchmark binary goes in the guest.
 const GUEST_BENCH: &str = "/usr/local/bin/chunkindex-bench";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives one level below the workspace root")
-        .to_path_buf()
-}
-
-/// `bash SCRIPT --check`: `None` when every tool is there, else the script's list of what is
-/// missing (or why bash could not run it).
-fn missing_tools(script: &Path) -> Option<String> {
-    match Command::new("bash").arg(script).arg("--check").output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout).trim(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Some(format!("cannot run bash {}: {e}", script.display())),
-    }
-}
-
-fn describe_output(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The benchmark executable, built as `cargo bench` builds it (the `bench` profile) into the
-/// same target directory (`CARGO_TARGET_DIR` is inherited), unless `CHUNKINDEX_BENCH_BIN` names one.
+/// same target directory, unless `CHUNKINDEX_BENCH_BIN` names one.
 fn bench_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CHUNKINDEX_BENCH_BIN") {
         return PathBuf::from(path);
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let workspace = workspace();
-    let out = Command::new(cargo)
-        .current_dir(&workspace)
-        .args(["bench", "-p", "tiervault-chunkindex", "--bench", "index"])
-        .args(["--no-run", "--message-format=json", "--manifest-path"])
-        .arg(workspace.join("Cargo.toml"))
-        .output()
-        .expect("running `cargo bench --no-run`");
-    assert!(
-        out.status.success(),
-        "`cargo bench -p tiervault-chunkindex --bench index --no-run` failed: {}",
-        describe_output(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let exe = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "index")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .next_back();
-    let exe = exe.unwrap_or_else(|| {
-        panic!("`cargo bench --no-run` named no executable for the index bench:\n{stdout}")
-    });
+    let args = [
+        "bench",
+        "-p",
+        "tiervault-chunkindex",
+        "--bench",
+        "index",
+        "--no-run",
+    ];
+    let exe = vm::cargo_executables(&args)
+        .into_iter()
+        .filter(|e| e.name == "index")
+        .map(|e| e.path)
+        .next_back()
+        .expect("`cargo bench --no-run` named no executable for the index bench");
     assert!(exe.is_file(), "{} does not exist", exe.display());
     exe
 }
@@ -127,120 +87,65 @@ exit $rc
 }
 
 /// The value of the last `VMTEST <name> <value>` line of the console.
-fn figure<'a>(console: &'a str, name: &str) -> Option<&'a str> {
+fn figure<'a>(run: &'a vm::Run, name: &str) -> Option<&'a str> {
     let prefix = format!("VMTEST {name} ");
-    console
+    run.console
         .lines()
-        .map(|l| l.trim_end_matches('\r'))
         .filter_map(|l| l.strip_prefix(&prefix))
         .next_back()
 }
 
-fn number(console: &str, name: &str) -> u64 {
-    let v = figure(console, name)
-        .unwrap_or_else(|| panic!("the guest printed no `VMTEST {name}` line:\n{console}"));
+fn number(run: &vm::Run, name: &str) -> u64 {
+    let v = figure(run, name)
+        .unwrap_or_else(|| run.fail(format_args!("the guest printed no `VMTEST {name}` line")));
     v.trim()
         .parse()
-        .unwrap_or_else(|e| panic!("`VMTEST {name} {v}` is not a number ({e}):\n{console}"))
+        .unwrap_or_else(|e| run.fail(format_args!("`VMTEST {name} {v}` is not a number ({e})")))
 }
 
-/// The guest uptime an init log line (`tiervault-guest [7.64s]: <what>`) was printed at, as
-/// text ("?" when absent). The first line may follow the firmware's terminal escapes.
-fn uptime_at(console: &str, what: &str) -> String {
-    console
-        .lines()
-        .filter(|l| l.trim_end_matches('\r').ends_with(what))
-        .find_map(|l| {
-            let rest = l.split_once("tiervault-guest [")?.1;
-            Some(rest.split_once("s]")?.0.to_string())
-        })
-        .unwrap_or_else(|| "?".to_string())
+/// The guest uptime at an init log line, as text ("?" when absent).
+fn uptime(run: &vm::Run, what: &str) -> String {
+    run.uptime_at(what)
+        .map_or_else(|| "?".to_string(), |s| format!("{s:.2}"))
 }
 
 #[test]
 fn chunk_index_bench_stays_within_cgroup_v2_memory_max_in_a_guest() {
-    let vm = workspace().join("tests/vm");
-    let build_guest = vm.join("build-guest.sh");
-    let run_guest = vm.join("run-guest.sh");
-    let missing: Vec<String> = [&build_guest, &run_guest]
-        .into_iter()
-        .filter_map(|script| Some(format!("{}: {}", script.display(), missing_tools(script)?)))
-        .collect();
-    if !missing.is_empty() {
-        common::skip(&format!(
-            "vm_index_cgroup (tier 3, qemu guest): {}",
-            missing.join("; ")
-        ));
-        return;
-    }
+    let vm = match vm::available() {
+        Ok(vm) => vm,
+        Err(reason) => {
+            common::skip(&format!("vm_index_cgroup (tier 3, qemu guest): {reason}"));
+            return;
+        }
+    };
     let started = Instant::now();
 
     let t = Instant::now();
     let bench = bench_binary();
     let bench_build_s = t.elapsed().as_secs_f64();
 
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let script = tmp.path().join("index-cgroup.sh");
-    std::fs::write(&script, guest_script()).expect("writing the guest script");
-    let t = Instant::now();
-    let out = Command::new("bash")
-        .arg(&build_guest)
-        .arg("-b")
-        .arg(format!("{}:{GUEST_BENCH}", bench.display()))
-        .arg(&script)
-        .output()
-        .expect("running build-guest.sh");
-    assert!(
-        out.status.success(),
-        "build-guest.sh failed: {}",
-        describe_output(&out)
-    );
-    let guest_build_s = t.elapsed().as_secs_f64();
-    let paths = String::from_utf8_lossy(&out.stdout).into_owned();
-    let path_of = |key: &str| {
-        paths
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("build-guest.sh printed no {key} line: {paths}"))
-    };
-    let (kernel, initrd) = (path_of("KERNEL="), path_of("INITRD="));
-
     // A sparse, blank image: the guest's init formats it ext4 and mounts it on $TV_SCRATCH.
-    let scratch = tmp.path().join("scratch.img");
-    std::fs::File::create(&scratch)
-        .and_then(|f| f.set_len(SCRATCH_BYTES))
-        .expect("creating the scratch disk image");
-
-    let t = Instant::now();
-    let out = Command::new("bash")
-        .arg(&run_guest)
-        .arg("--kernel")
-        .arg(&kernel)
-        .arg("--initrd")
-        .arg(&initrd)
-        .args(["--mem", &GUEST_MEM_MIB.to_string()])
-        .args(["--timeout", &GUEST_TIMEOUT_S.to_string()])
-        .arg("--scratch")
-        .arg(&scratch)
-        .output()
-        .expect("running run-guest.sh");
-    let guest_run_s = t.elapsed().as_secs_f64();
-    let console = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the guest run failed (run-guest.sh: 124 timeout, 125 no end marker, 110-115 harness \
-         failure in the guest, else the guest script's code; 90-93 cgroup setup, 143 the \
-         benchmark's own timeout): {}",
-        describe_output(&out)
-    );
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let scratch = vm::sparse_image(tmp.path(), "scratch.img", SCRATCH_MIB);
+    let run = vm
+        .guest("vm_index_cgroup", &guest_script())
+        .binary(&bench, GUEST_BENCH)
+        .scratch(&scratch)
+        .mem_mib(GUEST_MEM_MIB)
+        .timeout(Duration::from_secs(GUEST_TIMEOUT_S))
+        .run();
+    let guest_build_s = run.build.as_secs_f64();
+    let guest_run_s = run.elapsed.as_secs_f64();
+    // Else: 90-93 cgroup setup, 143 the benchmark's own timeout (vm::describe_code for ours).
+    run.expect_code(0);
 
     let limit = (BUDGET_MIB + ALLOWANCE_MIB) << 20;
     let budget = BUDGET_MIB << 20;
-    assert_eq!(number(&console, "bench-rc"), 0, "benchmark exit code");
-    let json_text = figure(&console, "bench-json").expect("the guest printed no bench JSON");
+    assert_eq!(number(&run, "bench-rc"), 0, "benchmark exit code");
+    let json_text =
+        figure(&run, "bench-json").unwrap_or_else(|| run.fail("the guest printed no bench JSON"));
     let bench: Value = serde_json::from_str(json_text.trim())
-        .unwrap_or_else(|e| panic!("bench output is not JSON ({e}): {json_text}"));
+        .unwrap_or_else(|e| run.fail(format_args!("bench output is not JSON ({e}): {json_text}")));
     let int = |k: &str| {
         bench[k]
             .as_u64()
@@ -251,12 +156,12 @@ fn chunk_index_bench_stays_within_cgroup_v2_memory_max_in_a_guest() {
             .as_f64()
             .unwrap_or_else(|| panic!("bench JSON has no number {k}: {json_text}"))
     };
-    let max = number(&console, "memory.max");
-    let peak = number(&console, "memory.peak");
-    let oom = number(&console, "memory.events.oom");
-    let oom_kill = number(&console, "memory.events.oom_kill");
-    let max_events = number(&console, "memory.events.max");
-    let du_bytes = number(&console, "du-bytes");
+    let max = number(&run, "memory.max");
+    let peak = number(&run, "memory.peak");
+    let oom = number(&run, "memory.events.oom");
+    let oom_kill = number(&run, "memory.events.oom_kill");
+    let max_events = number(&run, "memory.events.max");
+    let du_bytes = number(&run, "du-bytes");
     let disk = int("disk_bytes");
     let used = int("memory_used");
     let used_max = int("memory_used_max");
@@ -296,8 +201,8 @@ fn chunk_index_bench_stays_within_cgroup_v2_memory_max_in_a_guest() {
         "  timings: bench build {bench_build_s:.1} s, guest build {guest_build_s:.1} s, guest run \
          {guest_run_s:.1} s (guest uptime at init start {} s, at test script start {} s), \
          test {:.1} s",
-        uptime_at(&console, "init start"),
-        uptime_at(&console, "running /test.sh"),
+        uptime(&run, "init start"),
+        uptime(&run, "running /test.sh"),
         started.elapsed().as_secs_f64()
     );
 

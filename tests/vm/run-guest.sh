@@ -3,7 +3,8 @@
 # (KVM does not work on the project's machines) and return the exit code of its test script.
 #
 #   tests/vm/run-guest.sh --kernel VMLINUZ --initrd INITRD [--mem MIB] [--timeout SECS]
-#       [--scratch IMG] [--disk IMG]... [--log FILE] [--append "KERNEL ARGS"] [-- QEMU ARGS...]
+#       [--scratch IMG] [--disk IMG]... [--drive IMG[,serial=SERIAL][,if=virtio|nvme]]...
+#       [--cache MODE] [--kill-on TEXT] [--log FILE] [--append "KERNEL ARGS"] [-- QEMU ARGS...]
 #   tests/vm/run-guest.sh --check
 #
 #   --mem MIB        guest memory (default 512)
@@ -11,17 +12,43 @@
 #   --scratch IMG    raw image attached as the first virtio disk (/dev/vda) and mounted by the
 #                    guest's init on /mnt/scratch (formatted ext4 when blank, e.g. a fresh
 #                    sparse file from `truncate -s 1G IMG`); the guest script sees $TV_SCRATCH
-#   --disk IMG       further raw virtio disks (/dev/vdb, ... after a scratch disk), left alone
-#   --log FILE       also write the serial console to FILE
+#   --disk IMG       a further raw virtio disk without a serial, left alone (= --drive IMG)
+#   --drive IMG[,serial=SERIAL][,if=virtio|nvme]
+#                    a raw disk image as a virtio-blk (default) or an NVMe disk, with a serial
+#                    number (1-20 of A-Z a-z 0-9 . _ -; NVMe disks always have one, default
+#                    TVNVME<n>). The guest sees it in /sys/block/vdX/serial or
+#                    /sys/block/nvmeXnY/device/serial and, with udev, as
+#                    /dev/disk/by-id/virtio-SERIAL or /dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_SERIAL.
+#                    IMG must not contain a comma. Repeatable; --disk and --drive disks are
+#                    attached in the order given, after the scratch disk: virtio disks become
+#                    /dev/vda, vdb, ... in that order (vda is the scratch disk when there is
+#                    one). NVMe controllers are numbered nvme0, nvme1, ... in that order, but the
+#                    disk names nvmeXn1 are not guaranteed to follow it (the kernel's NVMe
+#                    multipath numbers them as the controllers finish probing): find NVMe disks
+#                    by serial, never by name.
+#   --cache MODE     qemu's cache mode for every disk image (default writeback; also none,
+#                    writethrough, directsync, unsafe). With writeback the guest sees disks
+#                    with a volatile write cache (it sends flushes as it does to real disks);
+#                    qemu writes through the host's page cache, which outlives a SIGKILL of qemu
+#                    (--kill-on): everything qemu had written survives, what the guest still
+#                    held in its own page cache is lost, requests in flight may be torn. What no
+#                    mode can model is a disk that loses acknowledged but unflushed writes.
+#   --kill-on TEXT   SIGKILL qemu the moment a console line contains TEXT (a power cut: no
+#                    flush, no unmount, no power-off in the guest); exit code 120 whenever
+#                    TEXT appeared, so let the script sleep after printing it (the kill lands
+#                    within milliseconds). The images keep what qemu had written: boot them
+#                    again with the same --drive options.
+#   --log FILE       also write the serial console to FILE, as it arrives (kept on timeout)
 #   --append ARGS    extra kernel command line
 #   -- QEMU ARGS     passed to qemu as they are (extra devices)
 #   --check          print the host tools that are missing and exit 1 (0: none)
 #
 # The serial console (kernel errors, init's log lines, the script's output) goes to stdout.
 # Exit code: the guest script's, read from the `TIERVAULT-GUEST-END rc=N` line the guest's
-# init prints before powering off (110-115: the harness failed inside the guest, see
-# build-guest.sh); 124 when the timeout expired first; 125 when qemu ended without the line
-# (kernel panic, qemu error); 2 for a usage error or a missing tool.
+# init prints before powering off (110-117: the harness failed inside the guest, see
+# build-guest.sh); 120 qemu was killed on the --kill-on text; 124 the timeout expired first
+# (qemu was sent SIGTERM, SIGKILL 10 s later); 125 qemu ended without the line (kernel panic,
+# qemu error); 2 a usage error or a missing tool.
 #
 # Host package (Debian 12): qemu-system-x86 (bookworm's 7.2; with qemu-utils 10 from
 # bookworm-backports installed, take qemu-system-x86/bookworm qemu-system-common/bookworm
@@ -29,6 +56,7 @@
 set -euo pipefail
 
 end_marker="TIERVAULT-GUEST-END"
+killed_code=120
 
 die() {
     echo "run-guest.sh: $*" >&2
@@ -37,7 +65,7 @@ die() {
 
 check_tools() {
     local missing=() pair
-    for pair in qemu-system-x86_64:qemu-system-x86 timeout:coreutils tee:coreutils; do
+    for pair in qemu-system-x86_64:qemu-system-x86 mkfifo:coreutils tee:coreutils tail:coreutils; do
         command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair%%:*} (Debian package ${pair#*:})")
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
@@ -52,7 +80,9 @@ initrd=""
 mem=512
 timeout_s=600
 scratch=""
-disks=()
+drive_specs=() # IMG[,serial=S][,if=virtio|nvme], in the order given
+cache=writeback
+kill_on=""
 log=""
 append=""
 qemu_extra=()
@@ -62,7 +92,7 @@ while [ $# -gt 0 ]; do
         check_tools || exit 1
         exit 0
         ;;
-    --kernel | --initrd | --mem | --timeout | --scratch | --disk | --log | --append)
+    --kernel | --initrd | --mem | --timeout | --scratch | --disk | --drive | --cache | --kill-on | --log | --append)
         [ $# -ge 2 ] || die "$1 needs a value"
         case "$1" in
         --kernel) kernel="$2" ;;
@@ -70,7 +100,13 @@ while [ $# -gt 0 ]; do
         --mem) mem="$2" ;;
         --timeout) timeout_s="$2" ;;
         --scratch) scratch="$2" ;;
-        --disk) disks+=("$2") ;;
+        --disk)
+            case "$2" in *,*) die "--disk: image path '$2' contains a comma" ;; esac
+            drive_specs+=("$2")
+            ;;
+        --drive) drive_specs+=("$2") ;;
+        --cache) cache="$2" ;;
+        --kill-on) kill_on="$2" ;;
         --log) log="$2" ;;
         --append) append="$2" ;;
         esac
@@ -97,40 +133,124 @@ fi
 [ -f "$initrd" ] || die "--initrd: no initramfs '$initrd' (build it with build-guest.sh)"
 [[ "$mem" =~ ^[0-9]+$ ]] || die "--mem takes MiB, got '$mem'"
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout takes seconds, got '$timeout_s'"
+case "$cache" in
+writeback | none | writethrough | directsync | unsafe) ;;
+*) die "--cache: unknown mode '$cache' (writeback, none, writethrough, directsync, unsafe)" ;;
+esac
 
 cmdline="console=ttyS0 quiet panic=-1"
 drives=()
+n=0
+# One disk: qemu's -drive (no device of its own) and the device that shows it to the guest.
+add_disk() { # IMG BUS SERIAL
+    [ -f "$1" ] || die "no image file '$1'"
+    local id="disk$n"
+    drives+=(-drive "file=${1//,/,,},format=raw,if=none,id=$id,cache=$cache")
+    case "$2" in
+    virtio) drives+=(-device "virtio-blk-pci,drive=$id${3:+,serial=$3}") ;;
+    nvme) drives+=(-device "nvme,drive=$id,serial=$3") ;;
+    esac
+    n=$((n + 1))
+}
 if [ -n "$scratch" ]; then
-    [ -f "$scratch" ] || die "--scratch: no image file '$scratch'"
-    drives+=(-drive "file=$scratch,format=raw,if=virtio")
+    add_disk "$scratch" virtio ""
     cmdline="$cmdline tiervault.scratch=/dev/vda"
 fi
-for d in "${disks[@]}"; do
-    [ -f "$d" ] || die "--disk: no image file '$d'"
-    drives+=(-drive "file=$d,format=raw,if=virtio")
+nvme_count=0
+for spec in "${drive_specs[@]}"; do
+    IFS=, read -ra parts <<<"$spec"
+    img="${parts[0]}"
+    serial=""
+    bus=virtio
+    for kv in "${parts[@]:1}"; do
+        case "$kv" in
+        serial=*) serial="${kv#serial=}" ;;
+        if=virtio | if=nvme) bus="${kv#if=}" ;;
+        *) die "--drive $spec: unknown '$kv' (serial=SERIAL, if=virtio or if=nvme)" ;;
+        esac
+    done
+    if [ -n "$serial" ] && ! [[ "$serial" =~ ^[A-Za-z0-9._-]{1,20}$ ]]; then
+        die "--drive $spec: a serial is 1-20 of A-Z a-z 0-9 . _ - (virtio-blk and NVMe keep 20 bytes)"
+    fi
+    if [ "$bus" = nvme ]; then
+        [ -n "$serial" ] || serial="TVNVME$nvme_count"
+        nvme_count=$((nvme_count + 1))
+    fi
+    add_disk "$img" "$bus" "$serial"
 done
 [ -z "$append" ] || cmdline="$cmdline $append"
 
-console="$(mktemp)"
-trap 'rm -f "$console"' EXIT
+tmp="$(mktemp -d)"
+watchdog=""
+trap '[ -z "$watchdog" ] || kill "$watchdog" 2>/dev/null; rm -rf "$tmp"' EXIT
+console="${log:-$tmp/console}"
+: >"$console" || die "--log: cannot write '$console'"
+mkfifo "$tmp/console.fifo"
 start=$(date +%s.%N)
-set +e
 # stdin from /dev/null: qemu must not put a terminal into raw mode or read from it.
-timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m "$mem" -smp 2 -nographic -nodefaults \
-    -no-reboot -serial stdio -device virtio-rng-pci -kernel "$kernel" -initrd "$initrd" \
-    -append "$cmdline" "${drives[@]}" "${qemu_extra[@]}" </dev/null 2>&1 | tee "$console"
-qemu_rc=${PIPESTATUS[0]}
-set -e
-elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e - s}')
-[ -z "$log" ] || cp "$console" "$log"
+qemu-system-x86_64 -accel tcg -m "$mem" -smp 2 -nographic -nodefaults -no-reboot -serial stdio \
+    -device virtio-rng-pci -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
+    "${drives[@]}" "${qemu_extra[@]}" </dev/null >"$tmp/console.fifo" 2>&1 &
+qemu_pid=$!
+# The wall-clock limit: SIGTERM at the deadline, SIGKILL 10 s later. Its own output goes
+# nowhere, so that nothing holds our stdout open after we exit.
+(
+    printf -v now '%(%s)T' -1
+    deadline=$((now + timeout_s))
+    while kill -0 "$qemu_pid" 2>/dev/null; do
+        printf -v now '%(%s)T' -1
+        if [ "$now" -ge "$deadline" ]; then
+            : >"$tmp/timed-out"
+            kill -TERM "$qemu_pid" 2>/dev/null
+            sleep 10
+            kill -KILL "$qemu_pid" 2>/dev/null
+            exit 0
+        fi
+        sleep 1
+    done
+) </dev/null >/dev/null 2>&1 &
+watchdog=$!
 
+# The power cut: a watcher follows the console file (GNU tail with inotify, until qemu is
+# gone) and SIGKILLs qemu at the first line containing the --kill-on text. It notes the kill
+# first, so that once it has ended the outcome is known.
+cutter=""
+if [ -n "$kill_on" ]; then
+    # The kill must not wait for tail, which only ends once qemu is gone.
+    (
+        tail -s 0.2 --pid="$qemu_pid" -c +1 -f "$console" | {
+            if grep -q -F -- "$kill_on"; then
+                : >"$tmp/killed"
+                kill -KILL "$qemu_pid"
+            fi
+        }
+    ) </dev/null >/dev/null 2>&1 &
+    cutter=$!
+fi
+# The console: to stdout and to the log as it arrives.
+# (stderr: the shell's "Killed" report of a qemu killed by the cutter or the watchdog.)
+{ tee -a "$console" <"$tmp/console.fifo"; } 2>/dev/null
+set +e
+wait "$qemu_pid" 2>/dev/null # no "Killed" job report
+qemu_rc=$?
+[ -z "$cutter" ] || wait "$cutter"
+set -e
+kill "$watchdog" 2>/dev/null || true
+wait "$watchdog" 2>/dev/null || true
+watchdog=""
+elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e - s}')
+
+if [ -e "$tmp/killed" ]; then
+    echo "run-guest.sh: power cut: qemu killed (SIGKILL) on a console line containing '$kill_on', ${elapsed} s after its start" >&2
+    exit "$killed_code"
+fi
 rc="$(tr -d '\r' <"$console" | sed -n "s/^$end_marker rc=\([0-9]*\)\$/\1/p" | tail -n 1)"
 if [ -n "$rc" ]; then
     echo "run-guest.sh: guest script exited with $rc; ${elapsed} s from qemu start to power-off" >&2
     exit "$rc"
 fi
-if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
-    echo "run-guest.sh: timeout: no '$end_marker' line within ${timeout_s} s; qemu killed" >&2
+if [ -e "$tmp/timed-out" ]; then
+    echo "run-guest.sh: timeout: no '$end_marker' line within ${timeout_s} s; qemu killed${log:+ (console in $log)}" >&2
     exit 124
 fi
 echo "run-guest.sh: qemu exited ($qemu_rc) after ${elapsed} s without a '$end_marker' line (kernel panic or qemu error; see the console above)" >&2

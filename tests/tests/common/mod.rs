@@ -18,6 +18,7 @@ pub mod gen;
 pub mod pack;
 pub mod remote;
 pub mod tree;
+pub mod vm;
 
 #[allow(unused_imports)]
 pub use cli::{check_exit, describe, error_line, json_of, vaultctl, Vault};
