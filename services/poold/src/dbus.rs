@@ -145,6 +145,7 @@ impl Manager {
     /// Replaces disk `old` (by serial) with disk `new`: a member in sync is hot-replaced
     /// (redundancy kept while `new` rebuilds), a faulty or missing one is rebuilt onto
     /// `new`. `wipe` allows `new` to carry data. Returns the commands run.
+    /// InvalidArgument names the disk when either serial is unknown or `new` is refused.
     async fn replace(
         &self,
         old: String,
@@ -158,6 +159,7 @@ impl Manager {
     }
 
     /// Starts a scrub (`check`) of array `name`; MismatchCount is set when it ends.
+    /// NotFound when no array of that name is assembled, Busy while it syncs already.
     async fn scrub(
         &self,
         name: String,
@@ -199,60 +201,78 @@ impl ArrayObject {
 /// file system's fill level (0 when not mounted).
 #[interface(name = "org.tiervault.Pools1.Array")]
 impl ArrayObject {
+    /// The md array name (`vault-ddb`, `vault-data0`, ...), also its /dev/md/ link and
+    /// file-system label.
     #[zbus(property(emits_changed_signal = "const"))]
     fn name(&self) -> String {
         self.name.clone()
     }
+    /// The kernel's md device (`md127`); empty when the array is not assembled.
     #[zbus(property)]
     fn device(&self) -> zbus::fdo::Result<String> {
         self.get(|a| a.dev.clone())
     }
+    /// The RAID level as md names it: raid1, raid5, raid6, raid10.
     #[zbus(property)]
     fn level(&self) -> zbus::fdo::Result<String> {
         self.get(|a| a.level.clone())
     }
+    /// The array's state: healthy; degraded (a member missing, nothing rebuilding);
+    /// rebuilding (onto a spare); resyncing (bringing parity in step, e.g. after
+    /// creation); checking (a scrub); failed (more members lost than the level
+    /// survives); missing (not assembled).
     #[zbus(property)]
     fn state(&self) -> zbus::fdo::Result<String> {
         self.get(|a| a.state.name().to_owned())
     }
+    /// Members the array is made of (spares not counted).
     #[zbus(property)]
     fn raid_disks(&self) -> zbus::fdo::Result<u32> {
         self.get(|a| a.raid_disks)
     }
+    /// Members missing from the array (md's `degraded`).
     #[zbus(property)]
     fn degraded(&self) -> zbus::fdo::Result<u32> {
         self.get(|a| a.degraded)
     }
+    /// md's `sync_action`: idle, resync, recover, check, repair, reshape, frozen.
     #[zbus(property)]
     fn sync_action(&self) -> zbus::fdo::Result<String> {
         self.get(|a| a.sync_action.clone())
     }
+    /// Percent done of the running resync, rebuild or scrub; -1 when nothing syncs.
     #[zbus(property)]
     fn sync_percent(&self) -> zbus::fdo::Result<f64> {
         self.get(|a| a.sync_percent.unwrap_or(-1.0))
     }
+    /// Seconds left of the running sync at its current speed; 0 when nothing syncs.
     #[zbus(property)]
     fn sync_eta_seconds(&self) -> zbus::fdo::Result<u64> {
         self.get(|a| a.sync_eta_secs.unwrap_or(0))
     }
+    /// Sectors the last scrub found inconsistent (md's `mismatch_cnt`).
     #[zbus(property)]
     fn mismatch_count(&self) -> zbus::fdo::Result<u64> {
         self.get(|a| a.mismatch_cnt)
     }
+    /// Usable size of the array in bytes.
     #[zbus(property)]
     fn size(&self) -> zbus::fdo::Result<u64> {
         self.get(|a| a.size_bytes)
     }
+    /// Where its file system is mounted; empty when it is not.
     #[zbus(property)]
     fn mount_point(&self) -> zbus::fdo::Result<String> {
         self.get(|a| a.mount.clone().unwrap_or_default())
     }
+    /// The file system's fill level as `df` counts it; 0 when not mounted. Alerts at 80,
+    /// 90 and 95 %.
     #[zbus(property)]
     fn used_percent(&self) -> zbus::fdo::Result<u32> {
         self.get(|a| a.used_percent.unwrap_or(0))
     }
 
-    /// Starts a scrub of this array.
+    /// Starts a scrub of this array (as Manager.Scrub).
     async fn scrub(
         &self,
         #[zbus(header)] header: zbus::message::Header<'_>,
@@ -281,26 +301,35 @@ impl DiskObject {
 /// rebuilding, faulty, missing, removed, unused. Slot is -1 when it has none.
 #[interface(name = "org.tiervault.Pools1.Disk")]
 impl DiskObject {
+    /// The disk's serial number: how the plan, Replace and alerts name it.
     #[zbus(property(emits_changed_signal = "const"))]
     fn serial(&self) -> String {
         self.serial.clone()
     }
+    /// Its kernel name now (`sdc`, `nvme1n1`); empty when the disk is missing.
     #[zbus(property)]
     fn device(&self) -> zbus::fdo::Result<String> {
         self.get(|d| d.device.clone())
     }
+    /// The array it belongs to (by the kernel, else by the plan); empty for an unused disk.
     #[zbus(property)]
     fn array(&self) -> zbus::fdo::Result<String> {
         self.get(|d| d.array.clone())
     }
+    /// The disk's state: active (in sync), spare, rebuilding (a spare being rebuilt into
+    /// a slot), faulty, missing (planned but not present), removed (present, out of its
+    /// array), unused (a blank disk no array holds).
     #[zbus(property)]
     fn state(&self) -> zbus::fdo::Result<String> {
         self.get(|d| d.state.name().to_owned())
     }
+    /// Its slot in the array (md's `slot`); -1 when it has none: a spare, a missing disk,
+    /// a faulty member once md has taken it out.
     #[zbus(property)]
     fn slot(&self) -> zbus::fdo::Result<i32> {
         self.get(|d| d.slot.map_or(-1, |s| s as i32))
     }
+    /// Size in bytes; 0 when missing.
     #[zbus(property)]
     fn size(&self) -> zbus::fdo::Result<u64> {
         self.get(|d| d.size_bytes)

@@ -207,8 +207,44 @@ impl Service {
         st.obs = obs;
         st.status = Some(status);
         drop(st);
+        if changed {
+            self.save_status();
+        }
         self.start_due_scrub();
         Ok(changed)
+    }
+
+    /// `status.json` in the state directory: the pool and its active alerts, replaced
+    /// atomically on every change, for support bundles and for scripts on a machine
+    /// without a bus (the VM tests read it).
+    fn save_status(&self) {
+        let Some(status) = self.status() else { return };
+        let alerts: Vec<serde_json::Value> = self
+            .alerts
+            .snapshot()
+            .iter()
+            .filter(|a| a.is_active())
+            .map(|a| {
+                serde_json::json!({
+                    "class": a.class,
+                    "key": a.key,
+                    "severity": a.severity.get(),
+                    "summary": a.summary,
+                    "raised_ns": a.raised_ns,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "tier": self.tier,
+            "arrays": status.arrays,
+            "disks": status.disks,
+            "alerts": alerts,
+        });
+        let path = self.cfg.state_dir.join("status.json");
+        let bytes = serde_json::to_vec(&doc).unwrap_or_default();
+        if let Err(e) = tiervault_sys::durable::write_atomic(&path, &bytes, 0o644) {
+            tracing::error!("{}: {e}", path.display());
+        }
     }
 
     fn log_transitions(&self, st: &mut State, before: Option<&PoolStatus>, now: &PoolStatus) {

@@ -52,6 +52,10 @@ pub enum Op {
         /// Stripe unit (the md chunk) and width (data members).
         chunk_kib: u32,
         data_members: u32,
+        /// The array was created by this run: a signature mkfs finds on it is a leftover
+        /// from the disks' past (md's data area starts where an old array's did), so it is
+        /// overwritten.
+        fresh: bool,
     },
     Mount {
         dev: PathBuf,
@@ -147,27 +151,36 @@ impl Op {
                 label,
                 chunk_kib,
                 data_members,
-            } => vec![
-                "mkfs.xfs".into(),
-                "-q".into(),
-                "-L".into(),
-                label.clone(),
-                "-d".into(),
-                format!("su={chunk_kib}k,sw={data_members}"),
-                s(dev),
-            ],
+                fresh,
+            } => {
+                let mut v = vec!["mkfs.xfs".into(), "-q".into()];
+                if *fresh {
+                    v.push("-f".into());
+                }
+                v.extend([
+                    "-L".into(),
+                    label.clone(),
+                    "-d".into(),
+                    format!("su={chunk_kib}k,sw={data_members}"),
+                    s(dev),
+                ]);
+                v
+            }
             Op::Mkfs {
                 dev,
                 kind: FsKind::Ext4,
                 label,
                 chunk_kib,
                 data_members,
+                fresh,
             } => {
                 // ext4 counts in 4 KiB blocks: stride = chunk, stripe width = a full stripe.
                 let stride = (chunk_kib / 4).max(1);
-                vec![
-                    "mkfs.ext4".into(),
-                    "-q".into(),
+                let mut v = vec!["mkfs.ext4".into(), "-q".into()];
+                if *fresh {
+                    v.push("-F".into());
+                }
+                v.extend([
                     "-L".into(),
                     label.clone(),
                     "-E".into(),
@@ -176,7 +189,8 @@ impl Op {
                         stride * (*data_members).max(1)
                     ),
                     s(dev),
-                ]
+                ]);
+                v
             }
             Op::Mount { dev, at, kind } => vec![
                 "mount".into(),
@@ -260,6 +274,7 @@ mod tests {
             label: "vault-data0".into(),
             chunk_kib: 512,
             data_members: 8,
+            fresh: false,
         };
         let xfs = mkfs(FsKind::Xfs);
         assert_eq!(

@@ -187,10 +187,13 @@ fn carried_uuid(spec: &ArraySpec, obs: &Observed) -> Option<String> {
 }
 
 /// Round two: file systems, mounts, mdadm.conf and mount units, for arrays that exist.
+/// `created`: the arrays round one just created; whatever signature is found on them is a
+/// leftover of the disks' past, and they get a file system whatever it is.
 pub fn plan_rest(
     layout: &Layout,
     obs: &Observed,
     targets: &Targets,
+    created: &[String],
     current_conf: Option<&str>,
     current_units: &dyn Fn(&Path) -> Option<String>,
 ) -> Result<Steps, ProvisionError> {
@@ -210,7 +213,9 @@ pub fn plan_rest(
             continue;
         };
         let md = spec.md_path();
-        let fs_kind = match &array.fs {
+        let fresh = created.contains(&spec.name);
+        let fs = if fresh { None } else { array.fs.as_ref() };
+        let fs_kind = match fs {
             None => {
                 steps.ops.push(Op::Mkfs {
                     dev: md.clone(),
@@ -218,6 +223,7 @@ pub fn plan_rest(
                     label: spec.name.clone(),
                     chunk_kib: spec.chunk_kib,
                     data_members: spec.data_members(),
+                    fresh,
                 });
                 kind
             }
@@ -469,7 +475,15 @@ pub fn provision(
     };
     let conf = host.read_file(&targets.mdadm_conf)?;
     let read = |p: &Path| host.read_file(p).ok().flatten();
-    let second = plan_rest(layout, &obs, targets, conf.as_deref(), &read)?;
+    let created: Vec<String> = first
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Create { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let second = plan_rest(layout, &obs, targets, &created, conf.as_deref(), &read)?;
     if !dry_run {
         for op in &second.ops {
             on_op(op);
@@ -545,7 +559,7 @@ pub fn bring_up(
     };
     let conf = host.read_file(&targets.mdadm_conf)?;
     let read = |p: &Path| host.read_file(p).ok().flatten();
-    let rest = plan_rest(&present, &obs, targets, conf.as_deref(), &read)?;
+    let rest = plan_rest(&present, &obs, targets, &[], conf.as_deref(), &read)?;
     for op in rest.ops {
         on_op(&op);
         if let Err(e) = host.run(&op) {

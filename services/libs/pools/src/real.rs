@@ -8,6 +8,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use crate::host::{
     BlockDisk, DiskUsage, FsInfo, Host, HostError, MdArray, MdMember, Mounted, Observed,
@@ -141,9 +142,11 @@ impl RealHost {
             let Some(disk) = d.block.clone() else {
                 continue;
             };
+            // The raw attributes are keyed by directory (`dev-vdb`), the parsed device by
+            // its name (`vdb`).
             let state = raw
                 .devices
-                .get(&d.name)
+                .get(&format!("dev-{}", d.name))
                 .and_then(|r| r.attrs.get("state"))
                 .map(|s| {
                     s.split(',')
@@ -266,14 +269,35 @@ impl RealHost {
         if out.status.success() {
             return Ok(());
         }
+        // The first lines say what went wrong; usage text that may follow does not.
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+        let head: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(6).collect();
         Err(HostError::Command {
             command: line,
             status: out.status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            stderr: head.join(" | "),
         })
     }
+}
+
+/// How long a new array's `/dev/md/NAME` link may take: udev makes it after mdadm returns.
+const NODE_WAIT: Duration = Duration::from_secs(20);
+
+/// Waits for a device node udev is about to create (the `/dev/md/NAME` link of an array
+/// just created or assembled).
+fn wait_for_node(dev: &Path) -> Result<(), HostError> {
+    let start = Instant::now();
+    while !dev.exists() {
+        if start.elapsed() > NODE_WAIT {
+            return Err(HostError::Other(format!(
+                "{}: did not appear within {} s (is udev running?)",
+                dev.display(),
+                NODE_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// What a disk's signatures say about its use.
@@ -366,8 +390,14 @@ impl Host for RealHost {
                 let path = self.sys.join("block").join(dev).join("md/sync_action");
                 fs::write(&path, action).map_err(io_err(&path))
             }
-            Op::Mount { at, .. } => {
+            Op::Mount { dev, at, .. } => {
+                wait_for_node(dev)?;
                 fs::create_dir_all(at).map_err(io_err(at))?;
+                let argv = op.argv().unwrap_or_default();
+                self.command(op, &argv)
+            }
+            Op::Mkfs { dev, .. } => {
+                wait_for_node(dev)?;
                 let argv = op.argv().unwrap_or_default();
                 self.command(op, &argv)
             }

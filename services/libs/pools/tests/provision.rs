@@ -36,7 +36,7 @@ fn blank_disks_become_the_planned_pool_and_a_second_run_changes_nothing() {
     );
     assert!(log
         .iter()
-        .any(|l| l == "mkfs.xfs -q -L vault-data1 -d su=512k,sw=2 /dev/md/vault-data1"));
+        .any(|l| l == "mkfs.xfs -q -f -L vault-data1 -d su=512k,sw=2 /dev/md/vault-data1"));
     assert!(log
         .iter()
         .any(|l| l == "mount -t xfs -o noatime /dev/md/vault-data0 /srv/tiervault/data0"));
@@ -76,7 +76,7 @@ fn without_xfs_the_arrays_get_ext4_with_matching_stripes() {
         .log()
         .iter()
         .any(|l| l
-            == "mkfs.ext4 -q -L vault-data0 -E stride=128,stripe_width=256 /dev/md/vault-data0"));
+            == "mkfs.ext4 -q -F -L vault-data0 -E stride=128,stripe_width=256 /dev/md/vault-data0"));
 }
 
 #[test]
@@ -188,10 +188,10 @@ fn stopped_arrays_are_assembled_not_recreated() {
 #[test]
 fn a_failed_step_stops_the_run_and_a_rerun_finishes_the_job() {
     let host = machine(true);
-    host.fail_next("mkfs.xfs -q -L vault-data0");
+    host.fail_next("mkfs.xfs -q -f -L vault-data0");
     let err = run(&host, &[], false).expect_err("injected fault");
     assert!(
-        err.to_string().contains("mkfs.xfs -q -L vault-data0"),
+        err.to_string().contains("mkfs.xfs -q -f -L vault-data0"),
         "{err}"
     );
     run(&host, &[], false).expect("rerun");
