@@ -345,6 +345,8 @@ fn failed_backup(vault: &Vault, rng: &mut Rng) {
 fn choose_cuts(
     ops: &[OpInfo],
     marks: &[(usize, String)],
+    data_dirs: &[&str],
+    cut_count: usize,
     rng: &mut Rng,
 ) -> BTreeMap<usize, String> {
     let n = ops.len();
@@ -386,8 +388,14 @@ fn choose_cuts(
     let of = |pred: &dyn Fn(&OpInfo) -> bool| -> Vec<usize> {
         (0..n).filter(|&i| pred(&ops[i])).collect()
     };
-    let pack_writes = of(&|o| o.kind == OpKind::Write && o.path.starts_with("data/tmp"));
-    let pack_renames = of(&|o| o.kind == OpKind::Rename && o.path.starts_with("data/tmp"));
+    // Under `<data dir>/tmp/` of any data directory.
+    let in_pack_tmp = |p: &Path| {
+        data_dirs
+            .iter()
+            .any(|d| p.starts_with(Path::new(d).join("tmp")))
+    };
+    let pack_writes = of(&|o| o.kind == OpKind::Write && in_pack_tmp(&o.path));
+    let pack_renames = of(&|o| o.kind == OpKind::Rename && in_pack_tmp(&o.path));
     let index_renames = of(&|o| o.kind == OpKind::Rename && under(o, "index"));
     let removes = of(&|o| o.kind == OpKind::Remove);
     let mkdirs = of(&|o| o.kind == OpKind::Mkdir);
@@ -428,7 +436,7 @@ fn choose_cuts(
         "after removal of an aborted pack",
     );
     pick(&mut cuts, &mkdirs, 2, 1, "after creating pack directory");
-    while cuts.len() < CUTS {
+    while cuts.len() < cut_count {
         let c = rng.below(n as u64 + 1) as usize;
         add(&mut cuts, c, "random".into());
     }
@@ -460,6 +468,7 @@ fn check_state(
     cut: usize,
     committed: &[Committed],
     tiny_src: &Path,
+    data_dirs: &[&str],
 ) -> Result<String, Vec<String>> {
     let vault_dir = dir.join("vault");
     let mut problems = Vec::new();
@@ -467,7 +476,9 @@ fn check_state(
     let vault = Vault::open(&vault_dir, &secret(), io::default_io())
         .map_err(|e| vec![format!("Vault::open failed (vault left unopenable): {e}")])?;
     // Recovery ran (this process holds the only lock): interrupted writes are gone.
-    for t in [vault_dir.join("tmp"), vault_dir.join("data/tmp")] {
+    let tmps = std::iter::once(vault_dir.join("tmp"))
+        .chain(data_dirs.iter().map(|d| vault_dir.join(d).join("tmp")));
+    for t in tmps {
         let left = leftovers(&t);
         if !left.is_empty() {
             problems.push(format!("{} still holds {left:?} after open", t.display()));
@@ -582,6 +593,17 @@ fn check_state(
 
 #[test]
 fn power_cuts_during_backups_lose_nothing_committed() {
+    power_cuts_during_backups(&["data"], CUTS, 4);
+}
+
+/// The same with two data directories (inside the vault, so `CrashFs` records both): packs
+/// are placed in both, each renamed and synced within its own directory.
+#[test]
+fn power_cuts_with_two_data_dirs_lose_nothing_committed() {
+    power_cuts_during_backups(&["data", "data1"], CUTS / 2, 3);
+}
+
+fn power_cuts_during_backups(data_dirs: &[&str], cut_count: usize, rounds: u64) {
     let started = Instant::now();
     let seed = seed();
     println!("powercut: seed {seed:#x} (TIERVAULT_POWERCUT_SEED={seed:#x} replays the choices)");
@@ -605,6 +627,7 @@ fn power_cuts_during_backups_lose_nothing_committed() {
             avg: 64 << 10,
             max: 256 << 10,
         },
+        data_dirs: data_dirs.iter().map(PathBuf::from).collect(),
         ..InitOptions::default()
     };
     drop(Vault::init(&vault_dir, &secret(), &opts, fs.clone()).expect("init"));
@@ -612,7 +635,7 @@ fn power_cuts_during_backups_lose_nothing_committed() {
     fs.start_recording().expect("start recording");
 
     let mut committed = Vec::new();
-    for round in 0..4u64 {
+    for round in 0..rounds {
         if round > 0 {
             edit_tree(&src, &mut rng, round);
         }
@@ -657,7 +680,15 @@ fn power_cuts_during_backups_lose_nothing_committed() {
         count(OpKind::Mkdir)
     );
     let marks = fs.marks();
-    let cuts = choose_cuts(&ops, &marks, &mut rng);
+    let cuts = choose_cuts(&ops, &marks, data_dirs, cut_count, &mut rng);
+    for d in data_dirs {
+        let renamed_into = ops.iter().any(|o| {
+            o.kind == OpKind::Rename
+                && o.path.starts_with(Path::new(d).join("tmp"))
+                && o.to.as_deref().is_some_and(|t| t.starts_with(d))
+        });
+        assert!(renamed_into, "no pack was placed in data directory {d}");
+    }
     println!("checking {} cut points", cuts.len());
 
     let mut failures = Vec::new();
@@ -668,7 +699,7 @@ fn power_cuts_during_backups_lose_nothing_committed() {
         let rep = fs
             .materialize(cut, state_seed, &dir.join("vault"))
             .expect("materialize");
-        let result = check_state(&dir, cut, &committed, &tiny_src);
+        let result = check_state(&dir, cut, &committed, &tiny_src, data_dirs);
         match &result {
             Ok(summary) => println!(
                 "cut {cut:>4} ({why}): ok, {summary} [{:.1?}]\n          {rep}",

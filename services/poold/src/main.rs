@@ -184,7 +184,12 @@ fn run(cli: Cli) -> Result<()> {
             .context("waiting for events")?;
         let due = last_refresh.elapsed() >= period;
         match &wake {
-            Wake::Timeout if !due => continue,
+            // Nothing to read again yet, but announce what changed without a refresh (an
+            // alert acknowledged on the bus); publishing diffs, so a quiet second sends nothing.
+            Wake::Timeout if !due => {
+                publish(&mut publisher);
+                continue;
+            }
             Wake::Timeout => {}
             Wake::Sysfs(p) => tracing::debug!("md event: {}", p.display()),
             Wake::Udev(evs) => tracing::debug!("udev: {evs:?}"),
@@ -192,8 +197,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         last_refresh = Instant::now();
         match svc.refresh() {
-            Ok(true) => publish(&mut publisher),
-            Ok(false) => {}
+            Ok(_) => publish(&mut publisher),
             Err(e) => tracing::error!("reading the pool: {e}"),
         }
     }

@@ -128,6 +128,12 @@ pub enum Command {
     /// The chunk index cache: its state, or a rebuild from the index parts
     #[command(subcommand)]
     Index(IndexCmd),
+    /// The vault's data directories (one per data array): list, add, mark a replaced one
+    #[command(subcommand)]
+    DataDir(DataDirCmd),
+    /// The disk pool: md RAID arrays from the tier's plan — status, provision, replace, scrub
+    #[command(subcommand)]
+    Pool(crate::cmd::pool::PoolCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +245,31 @@ pub struct InitArgs {
     /// Target time of one passphrase derivation (Argon2id), in milliseconds
     #[arg(long, default_value_t = 500, value_name = "MS")]
     pub kdf_time_ms: u64,
+    /// A data directory for packs: absolute (e.g. an array's mount point), or relative to
+    /// the vault directory; absent or empty. Repeatable, in order (default: `data` in the
+    /// vault). New packs go to the usable one with the most free space.
+    #[arg(long = "data-dir", value_name = "PATH")]
+    pub data_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataDirCmd {
+    /// Each data directory: number, path, usable or why not, free and total bytes, packs
+    /// (needs no key)
+    List,
+    /// Append a data directory (absolute, or relative to the vault; absent or empty) to the
+    /// vault. Needs the vault to itself: stop the services first (needs no key)
+    Add {
+        /// The directory, e.g. the mount point of a new array
+        path: PathBuf,
+    },
+    /// Make data directory N usable again after its array was lost and replaced by a new,
+    /// empty file system: writes its marker (the directory must be empty). Its packs stay
+    /// missing until `verify --heal-from` restores them (needs no key)
+    Mark {
+        /// The data directory's number (as `data-dir list` shows it)
+        dir: u16,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -271,7 +271,11 @@ impl RealHost {
         }
         // The first lines say what went wrong; usage text that may follow does not.
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let head: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(6).collect();
+        let head: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(6)
+            .collect();
         Err(HostError::Command {
             command: line,
             status: out.status.to_string(),

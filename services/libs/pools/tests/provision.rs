@@ -72,11 +72,8 @@ fn blank_disks_become_the_planned_pool_and_a_second_run_changes_nothing() {
 fn without_xfs_the_arrays_get_ext4_with_matching_stripes() {
     let host = machine(false);
     run(&host, &[], false).expect("provisioning");
-    assert!(host
-        .log()
-        .iter()
-        .any(|l| l
-            == "mkfs.ext4 -q -F -L vault-data0 -E stride=128,stripe_width=256 /dev/md/vault-data0"));
+    assert!(host.log().iter().any(|l| l
+        == "mkfs.ext4 -q -F -L vault-data0 -E stride=128,stripe_width=256 /dev/md/vault-data0"));
 }
 
 #[test]

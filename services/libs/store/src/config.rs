@@ -73,6 +73,10 @@ pub struct InitOptions {
     pub compression_level: i32,
     /// Target duration of one passphrase derivation.
     pub kdf_time: std::time::Duration,
+    /// Data directories, in order (`dir` numbers follow it): absolute, or relative to the
+    /// vault. Each must be absent or empty (a fresh file system's `lost+found` aside).
+    /// Empty: the single default `data`.
+    pub data_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for InitOptions {
@@ -82,6 +86,7 @@ impl Default for InitOptions {
             image_chunk: 256 * 1024,
             compression_level: 3,
             kdf_time: std::time::Duration::from_millis(500),
+            data_dirs: Vec::new(),
         }
     }
 }
@@ -103,7 +108,26 @@ impl InitOptions {
                 self.compression_level
             ));
         }
-        Ok(())
+        self.data_dir_entries().map(|_| ())
+    }
+
+    /// The data directories as `config` lists them (checked; the default when none given).
+    pub fn data_dir_entries(&self) -> Result<Vec<String>, String> {
+        if self.data_dirs.is_empty() {
+            return Ok(vec![crate::datadir::DEFAULT_DIR.into()]);
+        }
+        if self.data_dirs.len() > u16::MAX as usize {
+            return Err("too many data directories".into());
+        }
+        let mut out: Vec<String> = Vec::with_capacity(self.data_dirs.len());
+        for d in &self.data_dirs {
+            let e = crate::datadir::config_entry(d)?;
+            if out.contains(&e) {
+                return Err(format!("data directory {e} is given twice"));
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 }
 

@@ -37,6 +37,24 @@ pub enum Error {
         pack: String,
         reason: String,
     },
+    /// The pack's data directory is unusable (not mounted, wrong marker): the pack may be
+    /// intact on an array that is not there now.
+    #[error(
+        "pack {pack} is on data directory {dir} ({}), which is unavailable: {reason}",
+        path.display()
+    )]
+    PackUnavailable {
+        pack: String,
+        dir: u16,
+        path: PathBuf,
+        reason: String,
+    },
+    /// Every data directory is unusable: nothing can be written.
+    #[error("no data directory can take new packs: {0}")]
+    NoDataDir(String),
+    /// An operation that needs the vault's exclusive lock found it open elsewhere.
+    #[error("{path}: {what} needs the vault to itself, but another process has it open (stop the services and try again)")]
+    Busy { path: PathBuf, what: &'static str },
     #[error("blob {0} is referenced but not in the index")]
     MissingBlob(Id),
     #[error("index part {name}: {reason}")]
@@ -109,6 +127,7 @@ impl Error {
         matches!(
             self,
             Error::CorruptPack { .. }
+                | Error::PackUnavailable { .. }
                 | Error::CorruptBlob { .. }
                 | Error::MissingBlob(_)
                 | Error::CorruptIndex { .. }

@@ -290,11 +290,19 @@ impl Live {
         for s in &snaps {
             for r in &s.header.refs {
                 live.insert(r)?;
-                let ids = read_refs_any(repo, r).map_err(|_| Error::CorruptSnapshot {
+                let ids = read_refs_any(repo, r).map_err(|e| Error::CorruptSnapshot {
                     name: s.id.hex(),
-                    reason: format!(
-                        "its reference list blob {r} is missing or damaged; run verify"
-                    ),
+                    reason: match e {
+                        // Not damage: nothing can be deleted until every snapshot's
+                        // references are known, so wait for the array to be back.
+                        Error::PackUnavailable { .. } => format!(
+                            "its reference list blob {r} cannot be read ({e}); a collection \
+                             needs every snapshot's references"
+                        ),
+                        _ => format!(
+                            "its reference list blob {r} is missing or damaged ({e}); run verify"
+                        ),
+                    },
                 })?;
                 for id in &ids {
                     live.insert(id)?;
@@ -434,6 +442,25 @@ pub(crate) fn finish(
     quarantine: bool,
 ) -> Result<()> {
     wait_for_older_sessions(repo, opts, progress, report)?;
+    // A collection never deletes a pack whose data directory went away since it planned
+    // (it could not rescue its blobs, and the array may come back): such packs stay
+    // indexed and are visible again once `condemned` is removed. A heal (`quarantine`)
+    // replaces its packs whatever their directory: every blob in them has a new copy.
+    let condemned = if quarantine {
+        condemned.clone()
+    } else {
+        let kept = on_unusable_dirs(repo, condemned)?;
+        if !kept.is_empty() {
+            tracing::warn!(
+                "{}: keeping {} condemned pack(s) whose data directory is unavailable",
+                repo.root().display(),
+                kept.len()
+            );
+            report.packs_deleted = report.packs_deleted.saturating_sub(kept.len() as u64);
+        }
+        condemned.difference(&kept).copied().collect()
+    };
+    let condemned = &condemned;
     progress.stage("rescuing blobs referenced meanwhile");
     let live = Live::mark(repo, report)?;
     let mut still = condemned.clone();
@@ -452,6 +479,24 @@ pub(crate) fn finish(
     repo.update_index_cache()
 }
 
+/// Which of `packs` the index parts place in a data directory that is not usable now.
+fn on_unusable_dirs(repo: &Repo, packs: &HashSet<PackId>) -> Result<HashSet<PackId>> {
+    let usable = repo.usable_dirs_now();
+    if usable.iter().all(|u| *u) {
+        return Ok(HashSet::new());
+    }
+    let dir = repo.root().join("index");
+    let mut out = HashSet::new();
+    for name in crate::repo::list_dir(&dir)? {
+        for p in part_packs(&dir, &name)? {
+            if packs.contains(&p.id) && !usable.get(p.dir as usize).copied().unwrap_or(false) {
+                out.insert(p.id);
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn now_ns() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
 }
@@ -467,6 +512,10 @@ fn plan(
 ) -> Result<HashSet<PackId>> {
     let totals = pack_totals(repo)?;
     report.packs_before = totals.len() as u64;
+    // A pack in a data directory that is not there now is neither garbage nor free space:
+    // its array may just not be mounted. It is left alone (and stays indexed).
+    let usable = repo.usable_dirs_now();
+    let on_usable = |p: &PackRef| usable.get(p.dir as usize).copied().unwrap_or(false);
     let mut live_bytes: HashMap<PackId, u64> = HashMap::new();
     let index = repo.index();
     let mut missing = 0u64;
@@ -485,6 +534,9 @@ fn plan(
     packs.sort();
     for pack in packs {
         let (pref, total) = &totals[pack];
+        if !on_usable(pref) {
+            continue;
+        }
         let live = live_bytes.get(pack).copied().unwrap_or(0).min(*total);
         let unused = total - live;
         if live == 0 || (*total > 0 && unused as f64 >= opts.max_unused * *total as f64) {
@@ -575,13 +627,16 @@ fn copy_live(
 }
 
 /// True when `id` has a copy the index knows outside `condemned` (and outside the packs
-/// this session hides). An index that does not know every copy only costs an extra copy.
+/// this session hides, and the data directories it cannot use: a copy on an array that is
+/// missing may be lost with it). An index that does not know every copy only costs an
+/// extra copy.
 fn has_safe_copy(repo: &Repo, id: &Id, condemned: &HashSet<PackId>) -> Result<bool> {
     let index = repo.index();
     let hidden = |row: u32| {
-        index
-            .pack_ref(row)
-            .is_none_or(|p| condemned.contains(&p.id) || !index.has_pack(&p.id))
+        index.row_unavailable(row)
+            || index
+                .pack_ref(row)
+                .is_none_or(|p| condemned.contains(&p.id) || !index.has_pack(&p.id))
     };
     Ok(index.get_with(id, &hidden)?.is_some())
 }

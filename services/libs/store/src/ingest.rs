@@ -13,8 +13,9 @@ use crate::io::Io;
 use crate::pack::PackWriter;
 use crate::repo::Repo;
 
-/// Stored blobs going into packs of a repo's first data directory. The repo is passed to
-/// each call (not held) so a long-lived receiver can own both.
+/// Stored blobs going into packs, each placed in the data directory the placement rule picks
+/// (the usable one with the most free space). The repo is passed to each call (not held) so
+/// a long-lived receiver can own both.
 pub struct Ingest {
     io: Arc<dyn Io>,
     pack: Option<PackWriter>,
@@ -58,9 +59,13 @@ impl Ingest {
         self
     }
 
-    /// True when the vault (as this session sees it) or this session holds `id`.
+    /// True when the vault (as this session sees it: a copy in a usable data directory) or
+    /// this session holds `id`. A blob whose only copies lie on an unavailable data
+    /// directory counts as absent, so a replication source sends it again and a heal can
+    /// restore what a lost array held.
     pub fn has(&self, repo: &Repo, id: &Id) -> Result<bool> {
-        Ok(self.fresh.contains(id) || (!self.ignore_index && repo.index().contains(id)?))
+        Ok(self.fresh.contains(id)
+            || (!self.ignore_index && repo.index().contains_available(id)?))
     }
 
     /// Bytes appended since the last `flush`/`finish_pack`, not yet durable.
@@ -95,16 +100,21 @@ impl Ingest {
         if self.has(repo, id)? {
             return Ok(false);
         }
-        let dir0 = repo.data_dirs()[0].join("tmp");
         if self.pack.is_none() {
             let pid = PackId::random();
-            let tmp = dir0.join(pid.hex());
-            let file = repo.io().create_pack(&tmp).ctx("creating pack", &tmp)?;
-            self.pack = Some(PackWriter::new(pid, file, tmp));
+            let (dir, tmp_dir) = repo.place_pack(self.target)?;
+            let tmp = tmp_dir.join(pid.hex());
+            let file = repo.io().create_pack(&tmp).map_err(|e| {
+                repo.placement_failed();
+                Error::io("creating pack", &tmp, e)
+            })?;
+            self.pack = Some(PackWriter::new(pid, dir, file, tmp));
         }
         let pack = self.pack.as_mut().expect("just set");
-        pack.push_stored(*id, kind, digest, stored)
-            .map_err(|e| Error::io("writing pack", dir0.join(pack.id.hex()), e))?;
+        pack.push_stored(*id, kind, digest, stored).map_err(|e| {
+            repo.placement_failed();
+            Error::io("writing pack", pack.tmp_path(), e)
+        })?;
         self.fresh.insert(*id);
         self.stored_blobs += 1;
         self.stored_bytes += stored.len() as u64;
@@ -119,13 +129,11 @@ impl Ingest {
         let Some(p) = self.pack.take() else {
             return Ok(());
         };
-        let id = p.id;
-        let base = repo.data_dirs()[0].clone();
-        let fin = p
-            .finish()
-            .map_err(|e| Error::io("writing pack", base.join("tmp").join(id.hex()), e))?;
+        let tmp = p.tmp_path().to_path_buf();
+        let base = repo.data_dirs()[p.dir as usize].clone();
+        let fin = p.finish().map_err(|e| Error::io("writing pack", &tmp, e))?;
         let info = fin
-            .publish(&**repo.io(), &base, 0)
+            .publish(&**repo.io(), &base)
             .map_err(|(path, e)| Error::io("making pack durable", path, e))?;
         self.published.push(info);
         Ok(())

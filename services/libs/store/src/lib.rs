@@ -44,6 +44,7 @@ mod writer;
 
 pub mod backup;
 pub mod browse;
+pub mod datadir;
 pub mod gc;
 pub mod heal;
 pub mod io;

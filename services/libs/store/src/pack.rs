@@ -117,6 +117,8 @@ fn parse_footer(pack: &PackId, f: &[u8]) -> Result<(u32, u64), String> {
 /// A pack that has been fully written but not yet made durable.
 pub struct FinishedPack {
     pub id: PackId,
+    /// The data directory it is written in (its `tmp/` holds `tmp_path`).
+    pub dir: u16,
     pub file: Box<dyn WriteFile>,
     pub tmp_path: PathBuf,
     pub len: u64,
@@ -124,14 +126,16 @@ pub struct FinishedPack {
 }
 
 impl FinishedPack {
-    /// Make the pack durable and visible: fsync, rename into `<base>/<xx>/`, fsync the
-    /// directories (format.md 9, step 1). On failure returns the path the pack is left at.
+    /// Make the pack durable and visible: fsync, rename into `<base>/<xx>/` (`base` = its
+    /// data directory, the parent of its `tmp/`: one file system, so the rename is atomic),
+    /// fsync the directories (format.md 9, step 1). On failure returns the path the pack is
+    /// left at.
     pub fn publish(
         mut self,
         io: &dyn crate::io::Io,
         base: &std::path::Path,
-        dir: u16,
     ) -> Result<crate::index::PackInfo, (PathBuf, std::io::Error)> {
+        let dir = self.dir;
         let hex = self.id.hex();
         let sub = base.join(&hex[..2]);
         let dest = sub.join(&hex);
@@ -163,6 +167,8 @@ impl FinishedPack {
 /// Appends stored blobs to one open pack file, staging them into large writes.
 pub struct PackWriter {
     pub id: PackId,
+    /// The data directory the pack goes to.
+    pub dir: u16,
     file: Box<dyn WriteFile>,
     tmp_path: PathBuf,
     staged: Vec<u8>,
@@ -171,9 +177,10 @@ pub struct PackWriter {
 }
 
 impl PackWriter {
-    pub fn new(id: PackId, file: Box<dyn WriteFile>, tmp_path: PathBuf) -> PackWriter {
+    pub fn new(id: PackId, dir: u16, file: Box<dyn WriteFile>, tmp_path: PathBuf) -> PackWriter {
         PackWriter {
             id,
+            dir,
             file,
             tmp_path,
             staged: Vec::with_capacity(2 * WRITE_SIZE),
@@ -275,6 +282,7 @@ impl PackWriter {
         self.flush_staged()?;
         Ok(FinishedPack {
             id: self.id,
+            dir: self.dir,
             file: self.file,
             tmp_path: self.tmp_path,
             len: self.written,
@@ -294,7 +302,7 @@ mod tests {
         let path = dir.path().join("p");
         let io = PlainIo::new(false);
         let id = PackId::random();
-        let mut w = PackWriter::new(id, io.create(&path).expect("create"), path.clone());
+        let mut w = PackWriter::new(id, 0, io.create(&path).expect("create"), path.clone());
         for i in 0..100u32 {
             let data = vec![i as u8; 1000 + i as usize];
             w.push_stored(Id::digest(&data), Kind::Data, digest16(&data), &data)

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::datadir::{self, Placement, Problem, SpaceProbe};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{Id, PackId};
 use crate::index::{self, Index, Location, PackInfo, PackRef};
@@ -61,6 +62,11 @@ pub struct Repo {
     /// Read on every dedup lookup, written when a write session commits.
     index: RwLock<Index>,
     data_dirs: Vec<PathBuf>,
+    /// Per data directory, why it is unavailable (checked at open; `None`: usable). Packs
+    /// on an unavailable directory are neither written, listed, cleaned nor adopted.
+    dir_problems: Vec<Option<Problem>>,
+    /// Chooses the data directory of each new pack.
+    placement: Placement,
     _lock: File,
     session: Option<Session>,
     packs_open: Mutex<HashMap<u32, Arc<File>>>,
@@ -72,30 +78,33 @@ pub struct Repo {
 
 const DIRS: [&str; 5] = ["keys", "index", "snapshots", "tmp", crate::session::DIR];
 
-/// Create a vault's directories, lock file, key files and, last, its config: a directory
-/// without a config is not a vault, so an interrupted creation never looks usable.
+/// Create a vault's directories, lock file, data directories (each with `tmp/` and its
+/// marker), key files and, last, its config: a directory without a config is not a vault, so
+/// an interrupted creation never looks usable. Data directories outside the vault must be
+/// absent or empty (checked by the caller).
 pub(crate) fn create_layout(
     root: &Path,
     io: &Arc<dyn Io>,
-    config: Vec<u8>,
+    config: &Config,
     keys: Vec<(String, Vec<u8>)>,
 ) -> Result<()> {
+    let config_bytes =
+        serde_json::to_vec_pretty(config).map_err(|e| Error::Invalid(e.to_string()))?;
     io.create_dir_all(root)
         .ctx("creating vault directory", root)?;
     for d in DIRS {
         io.create_dir_all(&root.join(d))
             .ctx("creating", &root.join(d))?;
     }
-    let data = root.join("data");
-    io.create_dir_all(&data.join("tmp"))
-        .ctx("creating", &data)?;
     let lock = root.join("lock");
     let mut f = io.create(&lock).ctx("creating", &lock)?;
     f.sync().ctx("syncing", &lock)?;
     drop(f);
+    for (i, configured) in config.data_dirs.iter().enumerate() {
+        create_data_dir(io, root, configured, &config.id, i as u16)?;
+    }
     // Every directory and the lock file must be durable before the config names this a
     // vault (a power cut must never leave a config without them).
-    io.sync_dir(&data).ctx("syncing", &data)?;
     io.sync_dir(root).ctx("syncing", root)?;
     for (name, bytes) in keys {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
@@ -113,10 +122,35 @@ pub(crate) fn create_layout(
         &**io,
         &root.join("tmp").join("config"),
         &root.join("config"),
-        config,
+        config_bytes,
     )
     .ctx("writing config", root)?;
     io.sync_dir(root).ctx("syncing", root)
+}
+
+/// Make `configured` data directory number `dir`: `tmp/` and the marker, durably; a
+/// directory created here is made durable in its parent too.
+fn create_data_dir(
+    io: &Arc<dyn Io>,
+    root: &Path,
+    configured: &str,
+    vault_hex: &str,
+    dir: u16,
+) -> Result<()> {
+    let path = datadir::resolve(root, configured);
+    let existed = path.exists();
+    io.create_dir_all(&path.join("tmp"))
+        .ctx("creating data directory", &path)?;
+    datadir::write_marker(&**io, &path, vault_hex, dir).ctx(
+        "writing the data directory marker",
+        &path.join(datadir::MARKER),
+    )?;
+    if !existed {
+        if let Some(parent) = path.parent() {
+            io.sync_dir(parent).ctx("syncing", parent)?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<String>> {
@@ -158,6 +192,31 @@ pub(crate) fn read_config(root: &Path) -> Result<(Config, [u8; 32])> {
     Ok((config, vid))
 }
 
+/// Whether data directory `dir` (at `path`) is usable (see `datadir::check_legacy` for the
+/// single default `data/` of a vault made before markers existed, whose marker is written
+/// here when this process may write).
+fn dir_state(
+    config: &Config,
+    io: &Arc<dyn Io>,
+    may_write: bool,
+    dir: u16,
+    path: &Path,
+) -> Option<Problem> {
+    let legacy = datadir::is_legacy(&config.data_dirs);
+    match datadir::check_legacy(path, &config.id, dir, legacy) {
+        Ok(true) => None,
+        Ok(false) => {
+            if may_write && path.join("tmp").is_dir() {
+                if let Err(e) = datadir::write_marker(&**io, path, &config.id, dir) {
+                    tracing::debug!("{}: writing the data directory marker: {e}", path.display());
+                }
+            }
+            None
+        }
+        Err(p) => Some(p),
+    }
+}
+
 impl Repo {
     /// Create `root` (absent or empty) as a replica of the vault whose config and key files
     /// are given: same vault id, keys and chunker, so the same passphrase opens it. Its data
@@ -192,10 +251,88 @@ impl Repo {
                 });
             }
         }
-        cfg.data_dirs = vec!["data".into()];
-        let bytes = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::Invalid(e.to_string()))?;
-        create_layout(root, &io, bytes, keys)?;
+        cfg.data_dirs = vec![datadir::DEFAULT_DIR.into()];
+        create_layout(root, &io, &cfg, keys)?;
         Repo::open(root, io)
+    }
+
+    /// Append a data directory (absolute, or relative to the vault) to the vault at `root`;
+    /// returns its number. `tmp/` and its marker are made durable first, then `config` is
+    /// replaced crash-safely (tmp, fsync, rename, fsync): a cut in between leaves a marked
+    /// directory the config does not list, and repeating the command finishes the job. Only
+    /// appends (`dir` numbers are stored in index parts). The directory must be absent or
+    /// empty. Needs the vault to itself, since every process that has it open works from
+    /// the old list: [`Error::Busy`] otherwise.
+    pub fn add_data_dir(root: &Path, path: &Path, io: Arc<dyn Io>) -> Result<u16> {
+        // Not a vault: say so before anything else.
+        read_config(root)?;
+        let lock_path = root.join("lock");
+        let lock = File::open(&lock_path).ctx("opening lock file", &lock_path)?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(Error::Busy {
+                path: root.to_path_buf(),
+                what: "adding a data directory",
+            });
+        }
+        // Read under the lock: the list this rewrites is the one every later open sees.
+        let (mut config, _) = read_config(root)?;
+        let entry = datadir::config_entry(path).map_err(Error::Invalid)?;
+        if config.data_dirs.contains(&entry) {
+            return Err(Error::Invalid(format!(
+                "{entry} is already a data directory of {}",
+                root.display()
+            )));
+        }
+        let n = u16::try_from(config.data_dirs.len())
+            .map_err(|_| Error::Invalid("too many data directories".into()))?;
+        let mut resolved: Vec<PathBuf> = config
+            .data_dirs
+            .iter()
+            .chain(std::iter::once(&entry))
+            .map(|d| datadir::resolve(root, d))
+            .collect();
+        datadir::check_layout(root, &resolved).map_err(Error::Invalid)?;
+        let new = resolved.pop().unwrap_or_default();
+        datadir::check_fresh(&new, &config.id, n).map_err(Error::Invalid)?;
+        create_data_dir(&io, root, &entry, &config.id, n)?;
+        config.data_dirs.push(entry);
+        let bytes =
+            serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        let tmp = root
+            .join("tmp")
+            .join(format!("config.{}", PackId::random().hex()));
+        write_atomic(&*io, &tmp, &root.join("config"), bytes)
+            .ctx("writing config", &root.join("config"))?;
+        drop(lock);
+        Ok(n)
+    }
+
+    /// Write the marker of data directory `dir` into its directory, which must be absent or
+    /// empty: after its array was lost and replaced by a new, empty file system. Its packs
+    /// stay missing (verify names them; a heal restores them from a replica or the remote);
+    /// from now on the directory is usable again. Refused for a directory that holds
+    /// anything, so a merely unmounted array is never papered over.
+    pub fn mark_data_dir(root: &Path, dir: u16, io: Arc<dyn Io>) -> Result<PathBuf> {
+        let (config, _) = read_config(root)?;
+        let configured = config.data_dirs.get(dir as usize).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} has {} data director{}; there is no number {dir}",
+                root.display(),
+                config.data_dirs.len(),
+                if config.data_dirs.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            ))
+        })?;
+        let path = datadir::resolve(root, configured);
+        if datadir::check(&path, &config.id, dir).is_ok() {
+            return Ok(path);
+        }
+        datadir::check_fresh(&path, &config.id, dir).map_err(Error::Invalid)?;
+        create_data_dir(&io, root, configured, &config.id, dir)?;
+        Ok(path)
     }
 
     /// The vault id (plaintext, in `config`).
@@ -238,33 +375,50 @@ impl Repo {
                 None
             }
         };
-        let data_dirs = config
+        let data_dirs: Vec<PathBuf> = config
             .data_dirs
             .iter()
-            .map(|d| {
-                if Path::new(d).is_absolute() {
-                    PathBuf::from(d)
-                } else {
-                    root.join(d)
-                }
-            })
+            .map(|d| datadir::resolve(root, d))
             .collect();
+        let dir_problems = data_dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| dir_state(&config, &io, session.is_some(), i as u16, d))
+            .collect();
+        let placement = Placement::new(
+            data_dirs.clone(),
+            config.id.clone(),
+            datadir::is_legacy(&config.data_dirs),
+        );
         let mut repo = Repo {
             root: root.to_path_buf(),
             config,
             io,
             index: RwLock::new(Index::default()),
             data_dirs,
+            dir_problems,
+            placement,
             _lock: lock,
             session,
             packs_open: Mutex::new(HashMap::new()),
             open_problems: Vec::new(),
             condemned: HashSet::new(),
         };
+        for (i, path, why) in repo.unavailable_data_dirs() {
+            let msg = format!(
+                "data directory {i} ({}) is unavailable: {why}; its packs cannot be read and \
+                 new packs go to the other data directories",
+                path.display()
+            );
+            tracing::warn!("{}: {msg}", repo.root.display());
+            repo.open_problems.push(msg);
+        }
         if repo.session.is_some() {
-            // Write sessions need these; an older crash or a manual cleanup may have removed them.
+            // Write sessions need these; an older crash or a manual cleanup may have removed
+            // them. Never in an unavailable data directory: that may be the empty mount
+            // point of an array that is not mounted.
             let tmps: Vec<PathBuf> = std::iter::once(repo.tmp_dir())
-                .chain(repo.data_dirs.iter().map(|d| d.join("tmp")))
+                .chain(repo.available_data_dirs().map(|(_, d)| d.join("tmp")))
                 .collect();
             for t in tmps {
                 if !t.exists() {
@@ -314,8 +468,133 @@ impl Repo {
         }
     }
 
+    /// Every configured data directory's path, by number (usable or not).
     pub fn data_dirs(&self) -> &[PathBuf] {
         &self.data_dirs
+    }
+
+    /// The data directories that were usable when the vault was opened: (number, path).
+    pub fn available_data_dirs(&self) -> impl Iterator<Item = (u16, &PathBuf)> {
+        self.data_dirs
+            .iter()
+            .zip(&self.dir_problems)
+            .enumerate()
+            .filter(|(_, (_, p))| p.is_none())
+            .map(|(i, (d, _))| (i as u16, d))
+    }
+
+    /// The data directories that were unusable when the vault was opened: (number, path,
+    /// why).
+    pub fn unavailable_data_dirs(&self) -> Vec<(u16, PathBuf, String)> {
+        self.data_dirs
+            .iter()
+            .zip(&self.dir_problems)
+            .enumerate()
+            .filter_map(|(i, (d, p))| p.as_ref().map(|p| (i as u16, d.clone(), p.to_string())))
+            .collect()
+    }
+
+    /// Why data directory `dir` was unusable at open (`None`: usable).
+    pub fn data_dir_problem(&self, dir: u16) -> Option<Problem> {
+        match self.dir_problems.get(dir as usize) {
+            Some(p) => p.clone(),
+            None => Some(Problem::Unknown),
+        }
+    }
+
+    /// True when some data directory was unusable at open: lookups then prefer copies on
+    /// usable ones, dedup ignores the others, and backups check what they reuse.
+    pub fn degraded(&self) -> bool {
+        self.dir_problems.iter().any(Option::is_some)
+    }
+
+    /// Per data directory, why it is unusable: as found at open, else as found now.
+    pub(crate) fn data_dir_problems_now(&self) -> Vec<Option<Problem>> {
+        self.data_dirs
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                self.dir_problems[i]
+                    .clone()
+                    .or_else(|| dir_state(&self.config, &self.io, false, i as u16, path))
+            })
+            .collect()
+    }
+
+    /// Per data directory, whether it is usable now *and* was at open (a directory that
+    /// came back meanwhile stays out until the next open, as the index treats it).
+    pub(crate) fn usable_dirs_now(&self) -> Vec<bool> {
+        self.data_dir_problems_now()
+            .iter()
+            .map(Option::is_none)
+            .collect()
+    }
+
+    /// Per data directory, the packs the index parts place there and their bytes (from the
+    /// parts' pack tables, not their entries; condemned packs left out; a pack two parts
+    /// name counts twice, which only an interrupted adoption leaves behind). One entry per
+    /// configured directory, plus any number the parts use beyond them.
+    pub fn indexed_packs_per_dir(&self) -> Result<Vec<(u64, u64)>> {
+        let dir = self.root.join("index");
+        let mut out = vec![(0u64, 0u64); self.data_dirs.len()];
+        for name in self.part_names()? {
+            let packs = match index::part::read_part_packs(&dir.join(&name)) {
+                Ok(Ok((p, _))) => p,
+                // Damaged parts are reported by verify.
+                Ok(Err(_)) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("reading index part", dir.join(&name), e)),
+            };
+            for p in packs.iter().filter(|p| !self.condemned.contains(&p.id)) {
+                let d = p.dir as usize;
+                if out.len() <= d {
+                    out.resize(d + 1, (0, 0));
+                }
+                out[d].0 += 1;
+                out[d].1 += p.len;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every data directory as it is now (markers checked again, `statvfs`), with the packs
+    /// the index places there.
+    pub fn data_dir_report(&self) -> Result<Vec<datadir::DataDirInfo>> {
+        let packs = self.indexed_packs_per_dir()?;
+        Ok(self
+            .data_dirs
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let problem = dir_state(&self.config, &self.io, false, i as u16, path);
+                datadir::DataDirInfo {
+                    dir: i as u16,
+                    configured: self.config.data_dirs[i].clone(),
+                    path: path.clone(),
+                    space: datadir::space(path).ok(),
+                    problem,
+                    packs: packs[i].0,
+                    pack_bytes: packs[i].1,
+                }
+            })
+            .collect())
+    }
+
+    /// Use `probe` for free-space figures instead of `statvfs` (tests; simulations).
+    pub fn set_space_probe(&self, probe: Arc<dyn SpaceProbe>) {
+        self.placement.set_probe(probe);
+    }
+
+    /// The data directory for a new pack of about `expect` bytes: its number and the path of
+    /// its `tmp/`, where the pack is written before it is renamed into place.
+    pub(crate) fn place_pack(&self, expect: u64) -> Result<(u16, PathBuf)> {
+        let d = self.placement.place(expect).map_err(Error::NoDataDir)?;
+        Ok((d, self.data_dirs[d as usize].join("tmp")))
+    }
+
+    /// A write to a data directory failed: check the directories again before the next pack.
+    pub(crate) fn placement_failed(&self) {
+        self.placement.invalidate();
     }
 
     /// This process's session name, when one could be registered.
@@ -354,8 +633,16 @@ impl Repo {
         Ok(out)
     }
 
+    /// Problems found while opening that are not fatal: unavailable data directories
+    /// (first), then damaged index parts.
     pub fn open_problems(&self) -> &[String] {
         &self.open_problems
+    }
+
+    /// The open problems about the index (those after the data directory warnings).
+    pub(crate) fn index_open_problems(&self) -> &[String] {
+        let n = self.dir_problems.iter().filter(|p| p.is_some()).count();
+        &self.open_problems[n.min(self.open_problems.len())..]
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
@@ -376,9 +663,9 @@ impl Repo {
         if p.exists() {
             return p;
         }
-        // The pools issue moves packs between data directories: search them all.
-        (0..self.data_dirs.len() as u16)
-            .map(|d| self.pack_path_in(d, &pack.id))
+        // The pools issue moves packs between data directories: search the usable ones.
+        self.available_data_dirs()
+            .map(|(d, _)| self.pack_path_in(d, &pack.id))
             .find(|c| c.exists())
             .unwrap_or(p)
     }
@@ -427,7 +714,10 @@ impl Repo {
                 }
             }
         };
-        Index::build(&self.root.join("index"), view, &current, &self.condemned)
+        let (mut idx, problems) =
+            Index::build(&self.root.join("index"), view, &current, &self.condemned)?;
+        idx.set_unavailable_dirs(self.dir_problems.iter().map(Option::is_some).collect());
+        Ok((idx, problems))
     }
 
     /// Absorb the index parts written since the cache was last updated (after a backup, a
@@ -545,7 +835,7 @@ impl Repo {
 
     fn clean_interrupted(&self) -> Result<()> {
         let mut tmps = vec![self.tmp_dir()];
-        tmps.extend(self.data_dirs.iter().map(|d| d.join("tmp")));
+        tmps.extend(self.available_data_dirs().map(|(_, d)| d.join("tmp")));
         for t in tmps {
             if !t.exists() {
                 continue;
@@ -561,10 +851,11 @@ impl Repo {
         Ok(())
     }
 
-    /// Every pack file on disk, as (data dir, pack id, path).
+    /// Every pack file in the usable data directories, as (data dir, pack id, path). An
+    /// unusable one is never listed: it may be another vault's, or an empty mount point.
     pub fn packs_on_disk(&self) -> Result<Vec<(u16, PackId, PathBuf)>> {
         let mut out = Vec::new();
-        for (d, dir) in self.data_dirs.iter().enumerate() {
+        for (d, dir) in self.available_data_dirs() {
             if !dir.exists() {
                 continue;
             }
@@ -575,7 +866,7 @@ impl Repo {
                 let subdir = dir.join(&sub);
                 for name in list_dir(&subdir)? {
                     if let Some(id) = PackId::from_hex(&name) {
-                        out.push((d as u16, id, subdir.join(name)));
+                        out.push((d, id, subdir.join(name)));
                     }
                 }
             }
@@ -661,15 +952,37 @@ impl Repo {
                 reason: format!("pack number {pack} out of range"),
             })?;
         let path = self.pack_path(&pref);
-        let f = Arc::new(File::open(&path).map_err(|e| Error::CorruptPack {
-            pack: pref.id.hex(),
-            reason: format!("cannot open {}: {e}", path.display()),
-        })?);
+        let f = Arc::new(File::open(&path).map_err(|e| self.pack_open_error(&pref, &path, e))?);
         if open.len() > 256 {
             open.clear();
         }
         open.insert(pack, f.clone());
         Ok(f)
+    }
+
+    /// The error for a pack that cannot be opened: its data directory is unavailable, or
+    /// the pack is missing from (or unreadable in) a usable one.
+    pub(crate) fn pack_open_error(&self, pref: &PackRef, path: &Path, e: std::io::Error) -> Error {
+        match self.data_dir_problem(pref.dir) {
+            Some(p) => Error::PackUnavailable {
+                pack: pref.id.hex(),
+                dir: pref.dir,
+                path: self
+                    .data_dirs
+                    .get(pref.dir as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+                reason: p.to_string(),
+            },
+            None => Error::CorruptPack {
+                pack: pref.id.hex(),
+                reason: format!(
+                    "cannot open {} (data directory {}): {e}",
+                    path.display(),
+                    pref.dir
+                ),
+            },
+        }
     }
 
     /// Read a blob's stored bytes.

@@ -1,12 +1,13 @@
 //! A vault with its key: a [`Repo`] (layout, index, packs) plus the keys that open blobs and
 //! snapshot bodies. `init` creates one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::codec::Decoder;
 use crate::config::{Config, InitOptions, FORMAT_NAME, VERSION};
 use crate::crypto::{fill_random, Keys};
+use crate::datadir;
 use crate::error::{Error, IoContext, Result};
 use crate::id::{Id, PackId};
 use crate::io::Io;
@@ -35,7 +36,9 @@ fn now_rfc3339() -> String {
 }
 
 impl Vault {
-    /// Create a vault in `root` (absent or empty) and return it opened.
+    /// Create a vault in `root` (absent or empty) and return it opened. Its data
+    /// directories (`opts.data_dirs`) get `tmp/` and a marker each; those outside `root`
+    /// must be absent or empty.
     pub fn init(
         root: &Path,
         secret: &Secret,
@@ -43,6 +46,7 @@ impl Vault {
         io: Arc<dyn Io>,
     ) -> Result<Vault> {
         opts.validate().map_err(Error::Invalid)?;
+        let dirs = opts.data_dir_entries().map_err(Error::Invalid)?;
         if root.exists() {
             let mut rd = std::fs::read_dir(root).ctx("listing", root)?;
             if rd.next().is_some() {
@@ -51,15 +55,28 @@ impl Vault {
                 });
             }
         }
+        let resolved: Vec<PathBuf> = dirs.iter().map(|d| datadir::resolve(root, d)).collect();
+        datadir::check_layout(root, &resolved).map_err(Error::Invalid)?;
         let mut vid = [0u8; 32];
         fill_random(&mut vid);
+        // Outside the vault: each must be absent or empty (e.g. a freshly made file system).
+        let external: Vec<(PathBuf, bool)> = resolved
+            .iter()
+            .filter(|p| !p.starts_with(root))
+            .map(|p| (p.clone(), p.exists()))
+            .collect();
+        for (i, p) in resolved.iter().enumerate() {
+            if !p.starts_with(root) {
+                datadir::check_fresh(p, &hex::encode(vid), i as u16).map_err(Error::Invalid)?;
+            }
+        }
         let mut master = [0u8; 32];
         fill_random(&mut master);
         // The secret is checked (and the KDF run) before anything is written, so a bad key
         // file or passphrase leaves no half-made vault behind.
         let kf = KeyFile::create(secret, &master, &vid, opts.kdf_time)?;
         let existed = root.exists();
-        let made = Self::init_files(root, &kf, &vid, opts, &io);
+        let made = Self::init_files(root, &kf, &vid, opts, dirs, &io);
         if let Err(e) = made {
             // Nothing else can be in it: it was absent or empty and has no config yet.
             let cleanup = if existed {
@@ -82,6 +99,24 @@ impl Vault {
                     root.display()
                 );
             }
+            // Outside data directories were empty: take back only what init puts there.
+            for (p, was) in external {
+                let undo = if was {
+                    let _ = std::fs::remove_file(p.join(datadir::MARKER));
+                    match std::fs::remove_dir_all(p.join("tmp")) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
+                    }
+                } else {
+                    match std::fs::remove_dir_all(&p) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
+                    }
+                };
+                if let Err(c) = undo {
+                    tracing::warn!("could not clean data directory {}: {c}", p.display());
+                }
+            }
             return Err(e);
         }
         Vault::open(root, secret, io)
@@ -93,6 +128,7 @@ impl Vault {
         kf: &KeyFile,
         vid: &[u8; 32],
         opts: &InitOptions,
+        data_dirs: Vec<String>,
         io: &Arc<dyn Io>,
     ) -> Result<()> {
         io.create_dir_all(root)
@@ -107,11 +143,10 @@ impl Vault {
                 fixed: opts.image_chunk,
             },
             compression_level: opts.compression_level,
-            data_dirs: vec!["data".into()],
+            data_dirs,
         };
         let kf_json = serde_json::to_vec_pretty(kf).map_err(|e| Error::Invalid(e.to_string()))?;
-        let cfg = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
-        crate::repo::create_layout(root, io, cfg, vec![(PackId::random().hex(), kf_json)])
+        crate::repo::create_layout(root, io, &config, vec![(PackId::random().hex(), kf_json)])
     }
 
     /// Open an existing vault with `secret`.

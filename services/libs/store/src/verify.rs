@@ -1,8 +1,10 @@
 //! Verify: every pack's footer and trailer, every blob's digest, tag and id (unless quick),
 //! the index against the packs, and every snapshot's trees and references. Damage is mapped
 //! to the snapshots and files it affects. Interrupted writes under tmp/ are not damage.
+//! An unavailable data directory (not mounted, wrong marker) is reported, and so is each pack
+//! the index places there, with the snapshots that need it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -31,10 +33,23 @@ pub struct Progress {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Damage {
     pub pack: Option<String>,
+    /// The data directory of `pack` (or the unavailable data directory this item is about).
+    pub dir: Option<u16>,
     pub blob: Option<String>,
     pub error: String,
+    /// Snapshots that need what is damaged (for a pack: any of its damaged blobs).
     pub snapshots: Vec<String>,
     pub files: Vec<String>,
+}
+
+/// A data directory that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnavailableDir {
+    pub dir: u16,
+    pub path: PathBuf,
+    pub reason: String,
+    /// Packs the index places there (all unreadable now).
+    pub packs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +59,10 @@ pub struct Report {
     pub bytes: u64,
     pub snapshots: u64,
     pub damage: Vec<Damage>,
+    /// Data directories that are not usable (each is also a `damage` item).
+    pub unavailable_dirs: Vec<UnavailableDir>,
+    /// Every snapshot some damage touches, sorted (the union of the items' `snapshots`).
+    pub affected_snapshots: Vec<String>,
 }
 
 impl Report {
@@ -54,6 +73,7 @@ impl Report {
 
 struct PackCheck {
     id: PackId,
+    dir: u16,
     /// Trailer entries (None: the trailer is unreadable).
     entries: Option<u64>,
     /// Trailer entries the index locates in this pack (at the trailer's place or not).
@@ -65,13 +85,13 @@ struct PackCheck {
 
 fn check_pack(
     vault: &Vault,
-    id: PackId,
-    path: &PathBuf,
+    (dir, id, path): (u16, PackId, &PathBuf),
     quick: bool,
     dec: &mut Decoder,
 ) -> PackCheck {
     let mut out = PackCheck {
         id,
+        dir,
         entries: None,
         indexed_here: 0,
         bad: Vec::new(),
@@ -157,17 +177,41 @@ fn against_index(vault: &Vault, out: &mut PackCheck, entries: &[PackEntry]) {
 
 pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Report> {
     let mut report = Report::default();
-    let mut index_problems = vault.open_problems().to_vec();
+    let mut index_problems = vault.index_open_problems().to_vec();
     for p in vault.check_index_parts()? {
         if !index_problems.contains(&p) {
             index_problems.push(p);
         }
     }
+    let dir_problems = vault.data_dir_problems_now();
     for p in index_problems {
         report.damage.push(Damage {
             error: p,
             ..Damage::default()
         });
+    }
+    if dir_problems.iter().any(Option::is_some) {
+        let per_dir = vault.indexed_packs_per_dir()?;
+        for (i, problem) in dir_problems.iter().enumerate() {
+            let Some(problem) = problem else { continue };
+            let packs = per_dir.get(i).map_or(0, |t| t.0);
+            let path = vault.data_dirs()[i].clone();
+            report.damage.push(Damage {
+                dir: Some(i as u16),
+                error: format!(
+                    "data directory {i} ({}) is unavailable: {problem}; the index places {packs} \
+                     pack(s) there",
+                    path.display()
+                ),
+                ..Damage::default()
+            });
+            report.unavailable_dirs.push(UnavailableDir {
+                dir: i as u16,
+                path,
+                reason: problem.to_string(),
+                packs,
+            });
+        }
     }
     // Condemned packs may vanish while we read them (a collection is finishing); they hold
     // nothing this session may use.
@@ -189,8 +233,8 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
                 let mut dec = Decoder::new();
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                    let Some((_, id, path)) = next else { break };
-                    let r = check_pack(vault, *id, path, opts.quick, &mut dec);
+                    let Some((dir, id, path)) = next else { break };
+                    let r = check_pack(vault, (*dir, *id, path), opts.quick, &mut dec);
                     progress.packs_done.fetch_add(1, Ordering::Relaxed);
                     progress.bytes_done.fetch_add(r.bytes, Ordering::Relaxed);
                     results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
@@ -200,8 +244,7 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
     });
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
 
-    // bad id → (pack, reason)
-    let mut bad: IdMap<(Option<String>, String)> = IdMap::default();
+    let mut bad: IdMap<Bad> = IdMap::default();
     // Per pack: (healthy, trailer entries the index locates there).
     let mut checked: HashMap<PackId, (bool, u64)> = HashMap::new();
     for r in &results {
@@ -210,13 +253,14 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
         if let Some(err) = &r.error {
             report.damage.push(Damage {
                 pack: Some(r.id.hex()),
+                dir: Some(r.dir),
                 error: err.clone(),
                 ..Damage::default()
             });
         }
         report.blobs += r.entries.unwrap_or(0);
         for (id, reason) in &r.bad {
-            bad.insert(*id, (Some(r.id.hex()), reason.clone()));
+            bad.insert(*id, Bad::new(Some((r.id, r.dir)), reason.clone()));
         }
         checked.insert(r.id, (r.entries.is_some(), r.indexed_here));
     }
@@ -234,16 +278,37 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
             Some((false, _)) | None => {
                 if !bad.contains_key(id) {
                     let on = checked.contains_key(&pref.id);
-                    let why = if on {
-                        "its pack is damaged"
-                    } else {
-                        "its pack is missing"
+                    let unusable = dir_problems
+                        .get(pref.dir as usize)
+                        .map_or(Some(&crate::datadir::Problem::Unknown), Option::as_ref);
+                    let why = match (on, unusable) {
+                        (true, _) => "its pack is damaged".to_string(),
+                        (false, Some(_)) => format!(
+                            "its pack is on data directory {}, which is unavailable",
+                            pref.dir
+                        ),
+                        (false, None) => "its pack is missing".to_string(),
                     };
-                    bad.insert(*id, (Some(pref.id.hex()), why.into()));
+                    bad.insert(*id, Bad::new(Some((pref.id, pref.dir)), why));
                     if !on && broken_packs.insert(pref.id) {
+                        // The directory is in `dir`; the text stays what it always was for a
+                        // pack missing from a usable directory.
+                        let error = match unusable {
+                            Some(p) => format!(
+                                "pack named by the index is missing: its data directory {} \
+                                 ({}) is unavailable: {p}",
+                                pref.dir,
+                                vault
+                                    .data_dirs()
+                                    .get(pref.dir as usize)
+                                    .map_or_else(|| "?".into(), |d| d.display().to_string())
+                            ),
+                            None => "pack named by the index is missing".to_string(),
+                        };
                         report.damage.push(Damage {
                             pack: Some(pref.id.hex()),
-                            error: "pack named by the index is missing".into(),
+                            dir: Some(pref.dir),
+                            error,
                             ..Damage::default()
                         });
                     }
@@ -277,10 +342,11 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
         index.for_each(|id, loc| {
             if let Some(t) = trailers.get(&loc.pack) {
                 if !t.contains(id) && !bad.contains_key(id) {
+                    let pref = index.pack(loc.pack);
                     bad.insert(
                         *id,
-                        (
-                            Some(index.pack(loc.pack).id.hex()),
+                        Bad::new(
+                            Some((pref.id, pref.dir)),
                             "the index entry disagrees with the pack's trailer".into(),
                         ),
                     );
@@ -325,30 +391,85 @@ pub fn verify(vault: &Vault, opts: &Options, progress: &Progress) -> Result<Repo
         for r in &s.header.refs {
             if scan.bad.contains_key(r) {
                 affected.entry(*r).or_default().0.push(s.id.hex());
+                continue;
+            }
+            // The reference list names every blob the snapshot needs, also those below a
+            // tree that cannot be read (a missing data directory often holds both).
+            if let Ok(ids) = vault.read_refs(r) {
+                for id in ids.iter().filter(|i| scan.bad.contains_key(*i)) {
+                    let a = affected.entry(*id).or_default();
+                    if !a.0.contains(&s.id.hex()) {
+                        a.0.push(s.id.hex());
+                    }
+                }
             }
         }
     }
     let mut ids: Vec<&Id> = bad.keys().collect();
     ids.sort();
+    // Pack → the snapshots that need one of its damaged blobs.
+    let mut per_pack: HashMap<String, BTreeSet<String>> = HashMap::new();
     for id in ids {
-        let (pack, reason) = &bad[id];
+        let b = &bad[id];
         let (snapshots, mut files) = affected.get(id).cloned().unwrap_or_default();
         files.sort();
         files.dedup();
+        if let Some(p) = &b.pack {
+            per_pack
+                .entry(p.clone())
+                .or_default()
+                .extend(snapshots.iter().cloned());
+        }
         report.damage.push(Damage {
-            pack: pack.clone(),
+            pack: b.pack.clone(),
+            dir: b.dir,
             blob: Some(id.hex()),
-            error: reason.clone(),
+            error: b.reason.clone(),
             snapshots,
             files,
         });
     }
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    for d in &mut report.damage {
+        if let (None, Some(p)) = (&d.blob, &d.pack) {
+            if let Some(snaps) = per_pack.get(p) {
+                d.snapshots = snaps.iter().cloned().collect();
+            }
+        }
+        all.extend(d.snapshots.iter().cloned());
+    }
+    report.affected_snapshots = all.into_iter().collect();
     Ok(report)
+}
+
+/// Why a blob is bad, and where it is.
+struct Bad {
+    pack: Option<String>,
+    dir: Option<u16>,
+    reason: String,
+}
+
+impl Bad {
+    fn new(at: Option<(PackId, u16)>, reason: String) -> Bad {
+        Bad {
+            pack: at.map(|(p, _)| p.hex()),
+            dir: at.map(|(_, d)| d),
+            reason,
+        }
+    }
+
+    fn unplaced(reason: String) -> Bad {
+        Bad {
+            pack: None,
+            dir: None,
+            reason,
+        }
+    }
 }
 
 struct Scanner<'a> {
     vault: &'a Vault,
-    bad: &'a mut IdMap<(Option<String>, String)>,
+    bad: &'a mut IdMap<Bad>,
     /// Tree id → whether anything under it is bad.
     memo: IdMap<bool>,
     dec: Decoder,
@@ -365,7 +486,7 @@ impl Scanner<'_> {
             Ok(false) => "referenced blob is missing from the vault".to_string(),
             Err(e) => format!("looking the blob up failed: {e}"),
         };
-        self.bad.insert(*id, (None, why));
+        self.bad.insert(*id, Bad::unplaced(why));
         true
     }
 
@@ -378,12 +499,12 @@ impl Scanner<'_> {
                 Ok(t) => Some(t),
                 Err(e) => {
                     self.bad
-                        .insert(*id, (None, format!("tree does not decode: {e}")));
+                        .insert(*id, Bad::unplaced(format!("tree does not decode: {e}")));
                     None
                 }
             },
             Err(e) => {
-                self.bad.insert(*id, (None, e.to_string()));
+                self.bad.insert(*id, Bad::unplaced(e.to_string()));
                 None
             }
         }
@@ -404,13 +525,15 @@ impl Scanner<'_> {
                 Ok(p) => match from_cbor::<Vec<ChunkRef>>(&p) {
                     Ok(v) => out.extend(v),
                     Err(e) => {
-                        self.bad
-                            .insert(*id, (None, format!("chunk list does not decode: {e}")));
+                        self.bad.insert(
+                            *id,
+                            Bad::unplaced(format!("chunk list does not decode: {e}")),
+                        );
                         bad_lists.push(*id);
                     }
                 },
                 Err(e) => {
-                    self.bad.insert(*id, (None, e.to_string()));
+                    self.bad.insert(*id, Bad::unplaced(e.to_string()));
                     bad_lists.push(*id);
                 }
             }

@@ -11,11 +11,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::blob::Kind;
 use crate::codec::{encode_refs, Encoder};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::id::{Id, IdSet, PackId};
 use crate::index::PackInfo;
 use crate::io::Io;
-use crate::pack::{FinishedPack, PackWriter};
+use crate::pack::{FinishedPack, PackWriter, TARGET_SIZE};
 use crate::vault::Vault;
 
 const SHARDS: usize = 64;
@@ -36,7 +36,6 @@ pub struct Writer<'v> {
     to_flusher: Option<Sender<FinishedPack>>,
     flusher: Option<JoinHandle<FlushOutcome>>,
     pub stats: WriteStats,
-    dir: u16,
 }
 
 struct FlushOutcome {
@@ -56,10 +55,9 @@ impl<'v> Writer<'v> {
         let (tx, rx) = crossbeam_channel::bounded::<FinishedPack>(4);
         let io = vault.io().clone();
         let dirs: Vec<PathBuf> = vault.data_dirs().to_vec();
-        let dir = 0u16;
         let flusher = std::thread::Builder::new()
             .name("pack-flusher".into())
-            .spawn(move || flush_loop(io, dirs, dir, rx))
+            .spawn(move || flush_loop(io, dirs, rx))
             .expect("spawning the pack flusher thread");
         Writer {
             vault,
@@ -67,7 +65,6 @@ impl<'v> Writer<'v> {
             to_flusher: Some(tx),
             flusher: Some(flusher),
             stats: WriteStats::default(),
-            dir,
         }
     }
 
@@ -78,10 +75,12 @@ impl<'v> Writer<'v> {
         })
     }
 
-    /// True if the blob is already stored (in the vault or by this session); otherwise claims
-    /// it for the caller, who must then store it.
+    /// Claims the blob for the caller, who must then store it (true), unless it is stored
+    /// already (false): in a usable data directory of the vault, or by this session. A blob
+    /// whose only copies are on an unavailable data directory is stored again, so what a
+    /// backup writes now does not depend on an array that is missing.
     fn claim(&self, id: &Id) -> Result<bool> {
-        if self.vault.index().contains(id)? {
+        if self.vault.index().contains_available(id)? {
             return Ok(false);
         }
         let shard = &self.fresh[id.0[31] as usize % SHARDS];
@@ -104,7 +103,7 @@ impl<'v> Writer<'v> {
         let start = pack.staging().len();
         let n = sink.enc.encode(&id, kind, plain, pack.staging())?;
         pack.commit_blob(id, kind, start)
-            .map_err(|e| self.pack_err(&pack.id, e))?;
+            .map_err(|e| self.pack_err(pack.tmp_path(), e))?;
         self.account(n, plain.len());
         self.maybe_rotate(sink)?;
         Ok(true)
@@ -119,7 +118,7 @@ impl<'v> Writer<'v> {
             encode_refs(plain, pack.staging());
             let n = pack.staging().len() - start;
             pack.commit_blob(id, Kind::Refs, start)
-                .map_err(|e| self.pack_err(&pack.id, e))?;
+                .map_err(|e| self.pack_err(pack.tmp_path(), e))?;
             self.account(n, plain.len());
             self.maybe_rotate(sink)?;
         }
@@ -136,28 +135,28 @@ impl<'v> Writer<'v> {
             .fetch_add(plain as u64, Ordering::Relaxed);
     }
 
-    fn pack_err(&self, id: &PackId, e: std::io::Error) -> Error {
-        Error::io(
-            "writing pack",
-            self.vault.data_dirs()[self.dir as usize]
-                .join("tmp")
-                .join(id.hex()),
-            e,
-        )
+    fn pack_err(&self, tmp: &std::path::Path, e: std::io::Error) -> Error {
+        // A failing data directory (full, or its array gone): measure again before the
+        // next pack is placed.
+        self.vault.placement_failed();
+        Error::io("writing pack", tmp, e)
     }
 
+    /// The sink's open pack, or a new one in the data directory the placement rule picks
+    /// (once per pack, never per blob).
     fn pack_for<'s>(&self, slot: &'s mut Option<PackWriter>) -> Result<&'s mut PackWriter> {
         if slot.is_none() {
             let id = PackId::random();
-            let tmp = self.vault.data_dirs()[self.dir as usize]
-                .join("tmp")
-                .join(id.hex());
-            let file = self
-                .vault
-                .io()
-                .create_pack(&tmp)
-                .ctx("creating pack", &tmp)?;
-            *slot = Some(PackWriter::new(id, file, tmp));
+            let (dir, tmp_dir) = self.vault.place_pack(TARGET_SIZE)?;
+            let tmp = tmp_dir.join(id.hex());
+            let file = match self.vault.io().create_pack(&tmp) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.vault.placement_failed();
+                    return Err(Error::io("creating pack", &tmp, e));
+                }
+            };
+            *slot = Some(PackWriter::new(id, dir, file, tmp));
         }
         Ok(slot.as_mut().expect("just set"))
     }
@@ -172,8 +171,8 @@ impl<'v> Writer<'v> {
     /// Close the sink's pack (if any) and queue it for fsync and rename.
     pub fn finish_sink(&self, sink: &mut Sink) -> Result<()> {
         if let Some(p) = sink.pack.take() {
-            let id = p.id;
-            let fin = p.finish().map_err(|e| self.pack_err(&id, e))?;
+            let tmp = p.tmp_path().to_path_buf();
+            let fin = p.finish().map_err(|e| self.pack_err(&tmp, e))?;
             let tx = self.to_flusher.as_ref().expect("flusher open until commit");
             if tx.send(fin).is_err() {
                 return Err(Error::Invalid("pack flusher stopped".into()));
@@ -233,24 +232,20 @@ fn remove_all(io: &dyn Io, paths: &[PathBuf]) {
     }
 }
 
-fn flush_loop(
-    io: Arc<dyn Io>,
-    dirs: Vec<PathBuf>,
-    dir: u16,
-    rx: Receiver<FinishedPack>,
-) -> FlushOutcome {
+/// Make each finished pack durable in its own data directory, in the order they come.
+fn flush_loop(io: Arc<dyn Io>, dirs: Vec<PathBuf>, rx: Receiver<FinishedPack>) -> FlushOutcome {
     let mut out = FlushOutcome {
         done: Vec::new(),
         paths: Vec::new(),
         error: None,
     };
-    let base = &dirs[dir as usize];
     for fin in rx {
         if out.error.is_some() {
             out.paths.push(fin.tmp_path.clone());
             continue;
         }
-        match fin.publish(&*io, base, dir) {
+        let base = &dirs[fin.dir as usize];
+        match fin.publish(&*io, base) {
             Ok(info) => {
                 let hex = info.id.hex();
                 out.paths.push(base.join(&hex[..2]).join(&hex));

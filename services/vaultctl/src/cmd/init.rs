@@ -20,6 +20,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<Outcome> {
         image_chunk: a.image_chunk,
         compression_level: a.compression,
         kdf_time: Duration::from_millis(a.kdf_time_ms),
+        data_dirs: a.data_dirs.clone(),
     };
     opts.validate().map_err(tiervault_store::Error::Invalid)?;
     let s = secret(g, true)?;
@@ -33,6 +34,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<Outcome> {
             "chunker": c.chunker,
             "image_chunk": c.image_chunker.fixed,
             "compression_level": c.compression_level,
+            "data_dirs": c.data_dirs,
             "io_engine": v.io().engine(),
             "kdf": v.key_files()?.first().map(|k| json!({
                 "kind": k.kind, "kdf": k.kdf, "m_kib": k.m_kib, "t": k.t, "p": k.p,

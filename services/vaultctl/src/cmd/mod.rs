@@ -2,10 +2,12 @@
 
 mod backup;
 mod browse;
+mod datadir;
 mod gc;
 mod hw;
 mod index;
 mod init;
+pub mod pool;
 mod provision;
 mod quickstart;
 mod replicate;
@@ -38,7 +40,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     }
     match &cli.command {
         // Nothing that opens a vault: a broken appliance config must not stop these.
-        Command::Provision(_) | Command::Hw(_) | Command::Bench(_) => {}
+        Command::Provision(_) | Command::Hw(_) | Command::Bench(_) | Command::Pool(_) => {}
         _ => {
             index::set_budget(g)?;
         }
@@ -65,6 +67,8 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Provision(a) => provision::run(g, a),
         Command::Hw(crate::cli::HwCmd::Dump(a)) => hw::dump(g, a),
         Command::Index(c) => index::run(g, c),
+        Command::DataDir(c) => datadir::run(g, c),
+        Command::Pool(c) => pool::run(g, c),
         Command::Job(_) | Command::Alert(_) => unreachable!("answered by the service"),
     }
 }

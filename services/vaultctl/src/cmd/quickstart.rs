@@ -124,6 +124,7 @@ fn default_init() -> crate::cli::InitArgs {
         image_chunk: 256 * 1024,
         compression: 3,
         kdf_time_ms: 500,
+        data_dirs: Vec::new(),
     }
 }
 

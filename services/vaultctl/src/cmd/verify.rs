@@ -68,15 +68,23 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
             "healed": healed.as_ref().map(|h| h.healed.iter().map(|i| i.hex()).collect::<Vec<_>>()),
             "unavailable": healed.as_ref().map(|h| h.unavailable.iter().map(|i| i.hex()).collect::<Vec<_>>()),
             "damage": r.damage.iter().map(|d| json!({
-                "pack": d.pack, "blob": d.blob, "error": d.error,
+                "pack": d.pack, "dir": d.dir, "blob": d.blob, "error": d.error,
                 "snapshots": d.snapshots, "files": d.files,
             })).collect::<Vec<_>>(),
+            "unavailable_dirs": r.unavailable_dirs.iter().map(|u| json!({
+                "dir": u.dir, "path": u.path.display().to_string(), "reason": u.reason,
+                "packs": u.packs,
+            })).collect::<Vec<_>>(),
+            "affected_snapshots": r.affected_snapshots,
         }));
     } else {
         for d in &r.damage {
             let mut line = String::from("damage:");
             if let Some(p) = &d.pack {
                 line += &format!(" pack {p}");
+                if let Some(n) = d.dir {
+                    line += &format!(" (data dir {n})");
+                }
             }
             if let Some(b) = &d.blob {
                 line += &format!(" blob {b}");
@@ -96,6 +104,17 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
             for f in &d.files {
                 eprintln!("  file: {f}");
             }
+        }
+        if !r.affected_snapshots.is_empty() {
+            eprintln!(
+                "affected snapshots ({}): {}",
+                r.affected_snapshots.len(),
+                r.affected_snapshots
+                    .iter()
+                    .map(|s| &s[..8])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
         if !g.quiet {
             println!(

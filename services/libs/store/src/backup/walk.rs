@@ -56,6 +56,8 @@ pub struct Walker<'a> {
     links: HashMap<(u64, u64), Node>,
     scan: Prefetcher,
     pub cancel: Cancel<'a>,
+    /// A data directory is unavailable: reuse only what has a copy elsewhere.
+    degraded: bool,
 }
 
 fn path_bytes(p: &Path) -> serde_bytes::ByteBuf {
@@ -83,7 +85,30 @@ impl<'a> Walker<'a> {
             links: HashMap::new(),
             scan,
             cancel,
+            degraded: vault.degraded(),
         }
+    }
+
+    /// Whether the parent's chunk list of an unchanged file may be reused. Always, unless a
+    /// data directory is unavailable: then only when every blob it names has a copy in a
+    /// usable one (one index lookup per chunk, paid only in that state), so that a backup
+    /// taken while an array is missing does not depend on that array; otherwise the file is
+    /// read again.
+    fn reusable(&self, p: &Entry) -> bool {
+        if !self.degraded {
+            return true;
+        }
+        let Some(c) = &p.content else {
+            return false;
+        };
+        let mut ids: Vec<crate::id::Id> = c.lists.iter().flatten().copied().collect();
+        match self.vault.chunk_list(c) {
+            Ok(chunks) => ids.extend(chunks.iter().map(|ch| ch.1)),
+            Err(_) => return false,
+        }
+        let index = self.vault.index();
+        ids.iter()
+            .all(|id| index.contains_available(id).unwrap_or(false))
     }
 
     pub fn skip(&mut self, path: &Path, error: impl std::fmt::Display) {
@@ -238,9 +263,9 @@ impl<'a> Walker<'a> {
                 return Some(share_link(prev, entry));
             }
         }
-        if let Some(p) =
-            parent.filter(|p| !self.force_reread && md.is_file() && unchanged(p, &entry))
-        {
+        if let Some(p) = parent.filter(|p| {
+            !self.force_reread && md.is_file() && unchanged(p, &entry) && self.reusable(p)
+        }) {
             entry.content = p.content.clone();
             self.progress
                 .bytes_reused

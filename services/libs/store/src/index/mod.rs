@@ -74,6 +74,11 @@ pub struct Index {
     hidden: Vec<bool>,
     cache: Option<cache::View>,
     overlay: IdMap<Location>,
+    /// Per data directory: unusable in this session (its packs cannot be read now).
+    dir_down: Vec<bool>,
+    /// Some data directory is down: lookups prefer copies elsewhere. False keeps the
+    /// common case at one branch per lookup.
+    degraded: bool,
 }
 
 impl Index {
@@ -207,9 +212,33 @@ impl Index {
         self.hidden.get(row as usize).copied().unwrap_or(true)
     }
 
+    /// Mark the data directories this session cannot use (`down[d]`): their packs stay
+    /// visible (a missing mount is not a deleted pack) but every lookup prefers a copy
+    /// elsewhere, and [`Index::get_available`] ignores them.
+    pub(crate) fn set_unavailable_dirs(&mut self, down: Vec<bool>) {
+        self.degraded = down.iter().any(|d| *d);
+        self.dir_down = down;
+    }
+
+    /// True when the pack in `row` lies in a data directory this session cannot use (one
+    /// the config does not list counts as such).
+    pub fn row_unavailable(&self, row: u32) -> bool {
+        self.degraded
+            && self
+                .packs
+                .get(row as usize)
+                .is_none_or(|p| self.dir_down.get(p.dir as usize).copied().unwrap_or(true))
+    }
+
     /// The cache's value for `id` as a location in a visible pack (its other copies are
-    /// tried when the first is hidden).
+    /// tried when the first is hidden), preferring one in a usable data directory.
     fn resolve(&self, c: &cache::View, id: &[u8; 32], v: [u8; 16]) -> Result<Option<Location>> {
+        if self.degraded {
+            let usable = |row| self.is_hidden(row) || self.row_unavailable(row);
+            if let Some(l) = self.resolve_with(c, id, v, &usable)? {
+                return Ok(Some(l));
+            }
+        }
         self.resolve_with(c, id, v, &|row| self.is_hidden(row))
     }
 
@@ -243,9 +272,32 @@ impl Index {
         self.get_with(id, &|row| self.is_hidden(row))
     }
 
+    /// Where `id` is, in a usable data directory; `None` also when its only copies are in
+    /// unusable ones. Dedup asks this: a blob whose array is not mounted is stored again,
+    /// so what is written now does not depend on that array.
+    pub fn get_available(&self, id: &Id) -> Result<Option<Location>> {
+        Ok(self.get(id)?.filter(|l| !self.row_unavailable(l.pack)))
+    }
+
+    /// True when `id` has a copy in a usable data directory (see [`Index::get_available`]).
+    pub fn contains_available(&self, id: &Id) -> Result<bool> {
+        Ok(self.get_available(id)?.is_some())
+    }
+
     /// Where `id` is, among the packs `hidden` does not name (a collection hides the packs
-    /// it condemns; `|_| false` finds condemned and dead copies too).
+    /// it condemns; `|_| false` finds condemned and dead copies too). A copy in a usable
+    /// data directory is preferred.
     pub fn get_with(&self, id: &Id, hidden: &dyn Fn(u32) -> bool) -> Result<Option<Location>> {
+        if self.degraded {
+            let usable = |row| hidden(row) || self.row_unavailable(row);
+            if let Some(l) = self.get_with_plain(id, &usable)? {
+                return Ok(Some(l));
+            }
+        }
+        self.get_with_plain(id, hidden)
+    }
+
+    fn get_with_plain(&self, id: &Id, hidden: &dyn Fn(u32) -> bool) -> Result<Option<Location>> {
         if let Some(l) = self.overlay.get(id) {
             if !hidden(l.pack) {
                 return Ok(Some(*l));
@@ -279,6 +331,11 @@ impl Index {
                 .get(&id)
                 .copied()
                 .filter(|l| !self.is_hidden(l.pack));
+            // An overlay copy in an unusable directory: the cache may know a usable one.
+            let fallback = loc.filter(|l| self.row_unavailable(l.pack));
+            if fallback.is_some() {
+                loc = None;
+            }
             if let (None, Some((c, it))) = (loc, cached.as_mut()) {
                 while head.as_ref().is_none_or(|(k, _)| *k < id.0) {
                     match it.next() {
@@ -292,6 +349,9 @@ impl Index {
                     }
                 }
             }
+            if loc.is_none_or(|l| self.row_unavailable(l.pack)) {
+                loc = fallback.or(loc);
+            }
             f(&id, loc);
         }
         Ok(())
@@ -300,6 +360,10 @@ impl Index {
     /// Look many ids up at once: the cache reads each page once for all the ids on it, with
     /// several reads in flight.
     pub fn get_many(&self, ids: &[Id]) -> Result<Vec<Option<Location>>> {
+        if self.degraded {
+            // Rare (an array is missing): the preference logic of `get` per id.
+            return ids.iter().map(|id| self.get(id)).collect();
+        }
         let mut out = vec![None; ids.len()];
         let mut ask = Vec::new();
         for (i, id) in ids.iter().enumerate() {
@@ -361,9 +425,17 @@ impl Index {
     /// Every visible blob once, in no particular order (a full scan of the cache).
     pub fn for_each(&self, mut f: impl FnMut(&Id, &Location)) -> Result<()> {
         for (id, l) in &self.overlay {
-            if !self.is_hidden(l.pack) {
-                f(id, l);
+            if self.is_hidden(l.pack) {
+                continue;
             }
+            if self.row_unavailable(l.pack) {
+                // The cache may hold a copy in a usable directory (`get` prefers it).
+                if let Some(better) = self.get(id)? {
+                    f(id, &better);
+                }
+                continue;
+            }
+            f(id, l);
         }
         if let Some(c) = &self.cache {
             for e in c.primary.iter_committed().map_err(Error::IndexCache)? {
