@@ -141,17 +141,12 @@ fn run(cli: Cli, offset: time::UtcOffset) -> Result<()> {
         );
     }
 
-    let conn = zbus::block_on(async {
-        let conn = tiervault_bus::connect(&bus, None).await?;
-        let server = conn.object_server();
-        server.at(dbus::ROOT, zbus::fdo::ObjectManager).await?;
-        server
-            .at(dbus::ROOT, dbus::Manager::new(svc.clone()))
-            .await?;
-        // The name last, so a client never finds the name without the objects.
-        tiervault_bus::take_name(&conn, &bus, dbus::NAME).await?;
-        Ok::<_, anyhow::Error>(conn)
-    })
+    let conn = zbus::block_on(tiervault_bus::serve(
+        &bus,
+        dbus::NAME,
+        dbus::ROOT,
+        dbus::Manager::new(svc.clone()),
+    ))
     .with_context(|| format!("serving {} on {bus}", dbus::NAME))?;
     let mut publisher = dbus::Publisher::new(svc.clone());
     if let Err(e) = zbus::block_on(publisher.publish(&conn)) {

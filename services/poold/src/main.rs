@@ -115,16 +115,12 @@ fn run(cli: Cli) -> Result<()> {
     svc.refresh().context("reading the pool")?;
 
     let conn = if serve_bus {
-        let conn = zbus::block_on(async {
-            let conn = tiervault_bus::connect(&bus, None).await?;
-            let server = conn.object_server();
-            server.at(dbus::ROOT, zbus::fdo::ObjectManager).await?;
-            server
-                .at(dbus::ROOT, dbus::Manager::new(svc.clone()))
-                .await?;
-            tiervault_bus::take_name(&conn, &bus, dbus::NAME).await?;
-            Ok::<_, anyhow::Error>(conn)
-        })
+        let conn = zbus::block_on(tiervault_bus::serve(
+            &bus,
+            dbus::NAME,
+            dbus::ROOT,
+            dbus::Manager::new(svc.clone()),
+        ))
         .with_context(|| format!("serving {} on {bus}", dbus::NAME))?;
         Some(conn)
     } else {

@@ -13,6 +13,7 @@
 pub mod bus;
 pub mod cli;
 pub mod compare;
+pub mod fakemd;
 pub mod fsx;
 pub mod gen;
 pub mod pack;

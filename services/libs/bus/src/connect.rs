@@ -38,6 +38,12 @@ pub enum ConnectError {
         bus: BusAddress,
         source: zbus::Error,
     },
+    #[error("registering {path} on {bus}: {source}")]
+    Register {
+        path: String,
+        bus: BusAddress,
+        source: zbus::Error,
+    },
     #[error("taking the name {name} on {bus}: {source} (is another instance running, or does the bus policy not allow this user to own it?)")]
     Name {
         name: String,
@@ -84,4 +90,29 @@ pub async fn take_name(
             bus: bus.clone(),
             source,
         })
+}
+
+/// What every service does to go on the bus: connect, register an ObjectManager and the
+/// service's `manager` object at `root`, then take `name` — last, so a client never finds
+/// the name without the objects.
+pub async fn serve<I: zbus::object_server::Interface>(
+    bus: &BusAddress,
+    name: &str,
+    root: &str,
+    manager: I,
+) -> Result<zbus::Connection, ConnectError> {
+    let conn = connect(bus, None).await?;
+    let register = |source| ConnectError::Register {
+        path: root.to_string(),
+        bus: bus.clone(),
+        source,
+    };
+    let server = conn.object_server();
+    server
+        .at(root, zbus::fdo::ObjectManager)
+        .await
+        .map_err(register)?;
+    server.at(root, manager).await.map_err(register)?;
+    take_name(&conn, bus, name).await?;
+    Ok(conn)
 }

@@ -19,7 +19,7 @@ mod mirror;
 pub use alert::{AlertBoard, AlertObject, ALERT_INTERFACE};
 pub use audit::{Audit, AuditError};
 pub use caller::Caller;
-pub use connect::{connect, take_name, BusAddress, ConnectError};
+pub use connect::{connect, serve, take_name, BusAddress, ConnectError};
 pub use error::BusError;
 pub use mirror::{prop, Mirror, Props};
 

@@ -233,6 +233,15 @@ fn disk_name(p: &Path) -> String {
     p.to_string_lossy().trim_start_matches("/dev/").to_owned()
 }
 
+/// The array a path names: `/dev/md/NAME` or `/dev/mdN`.
+fn array_mut<'o>(obs: &'o mut Observed, md: &Path) -> Result<&'o mut MdArray, HostError> {
+    let name = disk_name(md).trim_start_matches("md/").to_owned();
+    obs.arrays
+        .iter_mut()
+        .find(|a| a.name == name || a.dev == name)
+        .ok_or_else(|| HostError::Other(format!("{}: no such device", md.display())))
+}
+
 impl Host for FakeHost {
     fn observe(&self) -> Result<Observed, HostError> {
         Ok(self.snapshot())
@@ -344,26 +353,14 @@ fn apply(s: &mut State, op: &Op) -> Result<(), HostError> {
             s.obs.arrays.push(a);
         }
         Op::Mkfs { dev, kind, .. } => {
-            let name = disk_name(dev).trim_start_matches("md/").to_owned();
-            let a = s
-                .obs
-                .arrays
-                .iter_mut()
-                .find(|a| a.name == name)
-                .ok_or_else(|| missing(dev))?;
+            let a = array_mut(&mut s.obs, dev)?;
             a.fs = Some(FsInfo {
                 kind: kind.name().into(),
-                label: Some(name.clone()),
+                label: Some(a.name.clone()),
             });
         }
         Op::Mount { dev, at, .. } => {
-            let name = disk_name(dev).trim_start_matches("md/").to_owned();
-            let a = s
-                .obs
-                .arrays
-                .iter_mut()
-                .find(|a| a.name == name)
-                .ok_or_else(|| missing(dev))?;
+            let a = array_mut(&mut s.obs, dev)?;
             a.mount = Some(Mounted {
                 at: at.clone(),
                 total_bytes: a.size_bytes.max(1),
@@ -405,19 +402,17 @@ fn apply(s: &mut State, op: &Op) -> Result<(), HostError> {
         }
         Op::Remove { md, dev } => {
             let disk = disk_name(dev);
-            let name = disk_name(md).trim_start_matches("md/").to_owned();
-            let a = s
-                .obs
-                .arrays
-                .iter_mut()
-                .find(|a| a.name == name || a.dev == name)
-                .ok_or_else(|| missing(md))?;
+            let a = array_mut(&mut s.obs, md)?;
             let i = a
                 .members
                 .iter()
                 .position(|m| m.disk == disk && (m.has("faulty") || m.has("spare")))
                 .ok_or_else(|| {
-                    HostError::Other(format!("{}: not faulty or spare in {name}", dev.display()))
+                    HostError::Other(format!(
+                        "{}: not faulty or spare in {}",
+                        dev.display(),
+                        a.name
+                    ))
                 })?;
             a.members.remove(i);
         }
@@ -425,13 +420,7 @@ fn apply(s: &mut State, op: &Op) -> Result<(), HostError> {
         Op::Replace { md, old, new } => {
             // Simplified: the new disk takes the old one's slot at once; the old is faulty.
             let (old, new) = (disk_name(old), disk_name(new));
-            let name = disk_name(md).trim_start_matches("md/").to_owned();
-            let a = s
-                .obs
-                .arrays
-                .iter_mut()
-                .find(|a| a.name == name || a.dev == name)
-                .ok_or_else(|| missing(md))?;
+            let a = array_mut(&mut s.obs, md)?;
             let slot = a
                 .members
                 .iter()

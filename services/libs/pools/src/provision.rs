@@ -89,12 +89,7 @@ pub fn plan_arrays(
             continue;
         }
         if let Some(uuid) = carried_uuid(spec, obs) {
-            let devs = obs
-                .disks
-                .iter()
-                .filter(|d| matches!(&d.usage, DiskUsage::MdMember { array_uuid, .. } if *array_uuid == uuid))
-                .map(|d| dev(&d.name))
-                .collect();
+            let devs = carriers(obs, &uuid);
             steps.ops.push(Op::Assemble {
                 name: spec.name.clone(),
                 uuid,
@@ -170,6 +165,17 @@ pub fn plan_arrays(
     } else {
         Err(ProvisionError::Refused { refusals })
     }
+}
+
+/// The disks that carry a superblock of the array with this UUID.
+fn carriers(obs: &Observed, uuid: &str) -> Vec<PathBuf> {
+    obs.disks
+        .iter()
+        .filter(
+            |d| matches!(&d.usage, DiskUsage::MdMember { array_uuid, .. } if array_uuid == uuid),
+        )
+        .map(|d| dev(&d.name))
+        .collect()
 }
 
 /// The UUID of an array named like `spec` whose superblocks some disks of the plan carry
@@ -520,12 +526,7 @@ pub fn bring_up(
         }
         match carried_uuid(spec, &obs) {
             Some(uuid) => {
-                let devs = obs
-                    .disks
-                    .iter()
-                    .filter(|d| matches!(&d.usage, DiskUsage::MdMember { array_uuid, .. } if *array_uuid == uuid))
-                    .map(|d| dev(&d.name))
-                    .collect();
+                let devs = carriers(&obs, &uuid);
                 let op = Op::Assemble {
                     name: spec.name.clone(),
                     uuid,
