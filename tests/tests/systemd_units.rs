@@ -94,6 +94,10 @@ fn units_pass_systemd_analyze_verify() {
             "vault-remoted",
             workspace_bin("VAULT_REMOTED_BIN", "tiervault-remoted", "vault-remoted"),
         ),
+        (
+            "vault-poold",
+            workspace_bin("VAULT_POOLD_BIN", "tiervault-poold", "vault-poold"),
+        ),
     ];
     let tmp = tempfile::tempdir().expect("tmp");
     let mut staged = Vec::new();
