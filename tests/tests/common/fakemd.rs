@@ -258,21 +258,6 @@ fn up(n: usize) -> String {
     "../".repeat(n)
 }
 
-/// md's 1.x superblock checksum (`calc_sb_1_csum`), over the header and the role table.
-fn md1_checksum(sb: &[u8]) -> u32 {
-    let mut sum: u64 = 0;
-    let mut words = sb.chunks_exact(4);
-    for (i, w) in words.by_ref().enumerate() {
-        if i != 216 / 4 {
-            sum += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-        }
-    }
-    if let [a, b] = words.remainder() {
-        sum += u64::from(u16::from_le_bytes([*a, *b]));
-    }
-    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
-}
-
 /// The 4 KiB at offset 4096 of member `dev_number` of `array`: the captured 1.2 superblock
 /// (services/libs/pools/testdata/md/superblock-1.2.bin, a RAID10 member) with this array's
 /// identity and geometry; member `n` of the role table has slot `n`, spares come after them.
@@ -322,7 +307,7 @@ fn superblock(array: &Array, dev_number: u32) -> Vec<u8> {
         };
         sb[256 + 2 * n..258 + 2 * n].copy_from_slice(&r.to_le_bytes());
     }
-    let sum = md1_checksum(&sb[..roles.end]);
+    let sum = tiervault_pools::probe::md1_checksum(&sb[..roles.end]);
     put32(&mut sb, 216, sum);
     sb
 }

@@ -626,8 +626,8 @@ fn md_superblock_1(sb: &[u8], version: MdVersion, at: u64) -> Option<MdSuperbloc
 }
 
 /// md's `calc_sb_1_csum`: the sum of the little-endian u32 words (a trailing u16 too) with
-/// `sb_csum` taken as 0, folded to 32 bits.
-fn md1_checksum(sb: &[u8]) -> u32 {
+/// `sb_csum` taken as 0, folded to 32 bits. Public so tests can build valid superblocks.
+pub fn md1_checksum(sb: &[u8]) -> u32 {
     let mut sum: u64 = 0;
     let mut words = sb.chunks_exact(4);
     for (i, w) in words.by_ref().enumerate() {
