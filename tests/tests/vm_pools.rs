@@ -16,6 +16,12 @@
 //! - `pool_power_cut` (two boots on the same disks): 6 (qemu killed in the middle of a
 //!   backup; the next boot assembles, verifies clean and has every snapshot committed before).
 //!
+//! - `pool_replacement` (one boot): the ways a disk is replaced: a spare lent between data
+//!   arrays of one spare group, `vaultctl pool replace` of a member in sync (hot
+//!   `mdadm --replace`: never degraded) and of a failed one (a disk with an old md superblock,
+//!   refused without `--wipe`), and a blank disk inserted while the appliance runs (PCI
+//!   hot-plug) becoming a hot spare that a failure then uses.
+//!
 //! Scenario 7 (systemd as PID 1) is `vm_systemd.rs`.
 
 mod common;
@@ -69,6 +75,8 @@ dev_of() {
 # status.json is compact JSON with sorted keys (serde_json maps).
 array_is() { grep -q "\"name\":\"$1\",\"raid_disks\":[0-9]*,\"size_bytes\":[0-9]*,\"state\":\"$2\"" "$STATUS"; }
 alert_on() { grep -q "\"class\":\"$1\",\"key\":\"$2\"" "$STATUS"; }
+# disk_is SERIAL ARRAY STATE (ARRAY and STATE are grep patterns).
+disk_is() { grep -q "\"array\":\"$2\",\"device\":\"[^\"]*\",\"serial\":\"$1\",\"size_bytes\":[0-9]*,\"slot\":[0-9a-z]*,\"state\":\"$3\"" "$STATUS"; }
 all_healthy() { array_is vault-ddb healthy && array_is vault-data0 healthy && array_is vault-data1 healthy; }
 all_mounted() { for m in vault data0 data1; do grep -q " /srv/tiervault/$m xfs " /proc/mounts || return 1; done; }
 start_poold() {
@@ -237,6 +245,85 @@ stop_poold
 exit 0
 "#;
 
+/// Replacements, in one boot (see the module's header).
+const REPLACEMENT: &str = r#"
+vaultctl pool provision --json >/tmp/built.json || { cat /tmp/built.json; exit 93; }
+start_poold
+wait_for 600 "the initial resync of every array" all_healthy
+vaultctl --key-file $KEY init --data-dir /srv/tiervault/data0 --data-dir /srv/tiervault/data1 --kdf-time-ms 50 || exit 94
+run_json backup1 vaultctl --key-file $KEY backup /src --json || exit 95
+md_of() { basename "$(readlink -f /dev/md/$1)"; }
+
+# --- a spare lent: vault-data1 has none of its own; the shared spare VD6 sits in vault-data0.
+json status_start "$(cat $STATUS)"
+t0=$(ms)
+mdadm /dev/md/vault-data1 --fail "/dev/$(dev_of VD3)"
+wait_for 120 "VD6 lent to vault-data1" disk_is VD6 vault-data1 '[a-z]*'
+tv-result lend_ms:=$(( $(ms) - t0 ))
+wait_for 600 "vault-data1 rebuilt onto the lent spare" array_is vault-data1 healthy
+tv-result lend_rebuilt_ms:=$(( $(ms) - t0 ))
+json status_lent "$(cat $STATUS)"
+
+# --- hot replacement of a member in sync, by a disk that carries a file system.
+run_json replace_refused vaultctl pool replace VD1 RPL1 --json
+MD0=$(md_of vault-data0)
+rm -f /tmp/stop-sampling
+( m=0; while [ ! -e /tmp/stop-sampling ]; do
+    d=$(cat /sys/block/$MD0/md/degraded); [ "$d" -gt "$m" ] && m=$d; echo $m >/tmp/max-degraded
+    sleep 0.1; done ) &
+SAMPLER=$!
+t0=$(ms)
+run_json replaced vaultctl pool replace VD1 RPL1 --wipe --json || { dump; exit 96; }
+wait_for 600 "RPL1 in sync in vault-data0" disk_is RPL1 vault-data0 active
+wait_for 120 "vault-data0 healthy after the hot replacement" array_is vault-data0 healthy
+wait_for 60 "VD1 taken out after the replacement" disk_is VD1 vault-data0 removed
+tv-result hot_replace_ms:=$(( $(ms) - t0 ))
+touch /tmp/stop-sampling; wait $SAMPLER
+tv-result max_degraded_during_replace:=$(cat /tmp/max-degraded)
+json status_replaced "$(cat $STATUS)"
+
+# --- a failed member replaced by command with the disk replaced before (an old md superblock).
+mdadm /dev/md/vault-data0 --fail "/dev/$(dev_of VD2)"
+wait_for 120 "vault-poold taking the failed VD2 out" disk_is VD2 vault-data0 removed
+wait_for 60 "vault-data0 reported degraded" alert_on pool.degraded vault-data0
+run_json reuse_refused vaultctl pool replace VD2 VD1 --json
+t0=$(ms)
+run_json reused vaultctl pool replace VD2 VD1 --wipe --json || { dump; exit 97; }
+wait_for 600 "vault-data0 rebuilt onto VD1" array_is vault-data0 healthy
+tv-result failed_replace_ms:=$(( $(ms) - t0 ))
+wait_for 60 "the degraded alert cleared" sh -c "! grep -q '\"class\":\"pool.degraded\",\"key\":\"vault-data0\"' $STATUS"
+json status_reused "$(cat $STATUS)"
+
+# --- a blank disk inserted while everything is healthy becomes a hot spare.
+t0=$(ms)
+echo "TIERVAULT-HOTPLUG HOT1"
+wait_for 60 "the inserted disk HOT1 to appear" dev_of HOT1
+tv-result hot_seen_ms:=$(( $(ms) - t0 ))
+wait_for 120 "HOT1 made a hot spare" disk_is HOT1 'vault-[a-z0-9]*' spare
+tv-result hot_spare_ms:=$(( $(ms) - t0 ))
+json status_inserted "$(cat $STATUS)"
+# ... and takes the place of the next failed member of a data array.
+t0=$(ms)
+mdadm /dev/md/vault-data1 --fail "/dev/$(dev_of VD4)"
+# (status.json still shows the moment before until vault-poold has seen the failure.)
+wait_for 120 "vault-poold taking the failed VD4 out" disk_is VD4 vault-data1 removed
+wait_for 120 "HOT1 rebuilding or active in vault-data1" disk_is HOT1 vault-data1 '[ar][ce][a-z]*'
+wait_for 600 "vault-data1 rebuilt onto HOT1" array_is vault-data1 healthy
+tv-result hot_rebuilt_ms:=$(( $(ms) - t0 ))
+json status_final "$(cat $STATUS)"
+
+# After all that: provisioning again changes nothing; the vault is intact.
+run_json again vaultctl pool provision --json
+run_json verify vaultctl --key-file $KEY verify --json
+mkdir -p /tmp/r
+vaultctl --key-file $KEY --quiet restore latest --target /tmp/r; tv-result restore_rc:=$?
+diff -r /src /tmp/r/src >/tmp/diff 2>&1; tv-result diff_rc:=$? diff="$(head -c 2000 /tmp/diff)"
+tv-result degraded_raised="$(grep -o '"class":"pool.degraded","key":"[^"]*"' /var/lib/tiervault/poold/alerts.json | sort | uniq -c | tr '\n' ';')"
+cat /proc/mdstat
+stop_poold
+exit 0
+"#;
+
 fn sh(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -280,7 +367,7 @@ fn source_tree(dir: &Path) {
 }
 
 struct Disks {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     drives: Vec<Drive>,
     key: PathBuf,
 }
@@ -323,11 +410,16 @@ fn disks(vaultctl: &Path, old_fs_on_vd6: bool) -> Disks {
         .arg("--key-file")
         .arg(&key)
         .args(["init", "--kdf-time-ms", "10", "--quiet"]));
-    Disks {
-        _dir: dir,
-        drives,
-        key,
-    }
+    Disks { dir, drives, key }
+}
+
+/// The state of `serial` in a status.json, as (array, state).
+fn disk_state(run: &Run, status: &Value, serial: &str) -> (String, String) {
+    let d = disk(run, status, serial);
+    (
+        d["array"].as_str().unwrap_or_default().to_owned(),
+        d["state"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 fn guest<'a>(
@@ -710,5 +802,156 @@ fn pool_power_cut() {
         after.result_i64("assemble_ms"),
         after.result_i64("healthy_ms"),
         ids.len()
+    );
+}
+
+#[test]
+fn pool_replacement() {
+    let Some((vm, bins)) = setup("pool_replacement") else {
+        return;
+    };
+    let disks = disks(&bins["vaultctl"], false);
+    let d = disks.dir.path();
+    // RPL1: a new disk that arrives with a file system on it; HOT1: a blank disk inserted later.
+    let content = d.join("rpl-content");
+    std::fs::create_dir_all(&content).expect("mkdir");
+    std::fs::write(content.join("label.txt"), b"from the reseller\n").expect("write");
+    let rpl = d.join("rpl1.img");
+    ext4_image(&rpl, DISK_MIB, &content, "reseller");
+    let hot = vm::sparse_image(d, "hot1.img", DISK_MIB);
+    let run = guest(&vm, "pool_replacement", REPLACEMENT, &bins, &disks)
+        .drive(Drive::virtio(rpl, "RPL1"))
+        .hotplug(Drive::virtio(hot, "HOT1"))
+        .run();
+    run.expect_code(0);
+    let state = |key: &str, serial: &str| disk_state(&run, run.result(key), serial);
+    let pair = |a: &str, s: &str| (a.to_owned(), s.to_owned());
+
+    // The shared spare starts in the first data array and is lent to the other.
+    run.ensure(
+        state("status_start", "VD6") == pair("vault-data0", "spare"),
+        format_args!("VD6 at the start: {:?}", state("status_start", "VD6")),
+    );
+    let lent = run.result("status_lent");
+    run.ensure(
+        state("status_lent", "VD6") == pair("vault-data1", "active")
+            && state("status_lent", "VD3") == pair("vault-data1", "removed"),
+        format_args!("after the lending: {lent}"),
+    );
+    run.ensure(
+        array(&run, lent, "vault-data0")["state"] == "healthy",
+        format_args!("vault-data0 lost redundancy by lending its spare: {lent}"),
+    );
+
+    // The hot replacement: refused over a file system, then done without losing redundancy.
+    run.ensure(
+        run.result_i64("replace_refused_rc") != 0
+            && run.result_str("replace_refused_err").contains("RPL1")
+            && run
+                .result_str("replace_refused_err")
+                .contains("--wipe RPL1")
+            && run.result_str("replace_refused_err").contains("ext4"),
+        format_args!(
+            "replace onto a disk with a file system must be refused naming it and --wipe: {}",
+            run.result_str("replace_refused_err")
+        ),
+    );
+    let ran: Vec<String> = run.result("replaced")["ran"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    run.ensure(
+        ran.len() == 3
+            && ran[0].starts_with("wipefs --all --force /dev/")
+            && ran[1].contains("--add")
+            && ran[2].contains("--replace")
+            && ran[2].contains("--with"),
+        format_args!("the hot replacement's commands: {ran:#?}"),
+    );
+    run.ensure(
+        run.result_i64("max_degraded_during_replace") == 0,
+        "vault-data0 was degraded during a hot replacement",
+    );
+    run.ensure(
+        state("status_replaced", "RPL1") == pair("vault-data0", "active")
+            && state("status_replaced", "VD1") == pair("vault-data0", "removed"),
+        format_args!(
+            "after the hot replacement: {}",
+            run.result("status_replaced")
+        ),
+    );
+
+    // A failed member replaced by a disk with an old md superblock: refused, then --wipe.
+    let err = run.result_str("reuse_refused_err");
+    run.ensure(
+        run.result_i64("reuse_refused_rc") != 0
+            && err.contains("VD1")
+            && err.contains("md superblock")
+            && err.contains("--wipe VD1"),
+        format_args!("reusing a former member must be refused without --wipe: {err}"),
+    );
+    run.ensure(
+        state("status_reused", "VD1") == pair("vault-data0", "active")
+            && state("status_reused", "VD2") == pair("vault-data0", "removed"),
+        format_args!("after the replacement: {}", run.result("status_reused")),
+    );
+
+    // The inserted blank disk: a hot spare of a data array, then the place of a failed member.
+    let (hot_array, hot_state) = state("status_inserted", "HOT1");
+    run.ensure(
+        hot_state == "spare" && hot_array.starts_with("vault-data"),
+        format_args!(
+            "HOT1 after insertion: {hot_array} {hot_state}: {}",
+            run.result("status_inserted")
+        ),
+    );
+    let last = run.result("status_final");
+    run.ensure(
+        state("status_final", "HOT1") == pair("vault-data1", "active")
+            && state("status_final", "VD4") == pair("vault-data1", "removed"),
+        format_args!("after the failure that used HOT1: {last}"),
+    );
+    for a in ["vault-ddb", "vault-data0", "vault-data1"] {
+        run.ensure(
+            array(&run, last, a)["state"] == "healthy",
+            format_args!("{a} at the end: {last}"),
+        );
+    }
+
+    // Nothing else changed, nothing lost.
+    let again = run.result("again");
+    run.ensure(
+        again["changed"] == false,
+        format_args!("provisioning after the replacements changed something: {again}"),
+    );
+    run.ensure(
+        run.result_i64("verify_rc") == 0,
+        format_args!("verify: {}", run.result("verify")),
+    );
+    run.ensure(run.result_i64("restore_rc") == 0, "restore failed");
+    run.ensure(
+        run.result_i64("diff_rc") == 0,
+        format_args!("restore differs: {}", run.result_str("diff")),
+    );
+    let raised = run.result_str("degraded_raised");
+    run.ensure(
+        raised.contains("vault-data1") && raised.contains("vault-data0"),
+        format_args!("degraded alerts recorded: {raised}"),
+    );
+    eprintln!(
+        "pool_replacement: guest {:.0} s; spare lent {} ms after the failure, rebuilt after \
+         {} ms; hot replacement {} ms (max degraded 0); failed member replaced and rebuilt in \
+         {} ms; inserted disk seen after {} ms, a hot spare after {} ms; rebuilt onto it {} ms \
+         after the next failure; degraded alerts: {raised}",
+        run.elapsed.as_secs_f64(),
+        run.result_i64("lend_ms"),
+        run.result_i64("lend_rebuilt_ms"),
+        run.result_i64("hot_replace_ms"),
+        run.result_i64("failed_replace_ms"),
+        run.result_i64("hot_seen_ms"),
+        run.result_i64("hot_spare_ms"),
+        run.result_i64("hot_rebuilt_ms"),
     );
 }

@@ -4,7 +4,8 @@
 #
 #   tests/vm/run-guest.sh --kernel VMLINUZ --initrd INITRD [--mem MIB] [--timeout SECS]
 #       [--scratch IMG] [--disk IMG]... [--drive IMG[,serial=SERIAL][,if=virtio|nvme]]...
-#       [--cache MODE] [--kill-on TEXT] [--log FILE] [--append "KERNEL ARGS"] [-- QEMU ARGS...]
+#       [--hotplug IMG,serial=SERIAL[,if=virtio|nvme]]... [--cache MODE] [--kill-on TEXT]
+#       [--log FILE] [--append "KERNEL ARGS"] [-- QEMU ARGS...]
 #   tests/vm/run-guest.sh --check
 #
 #   --mem MIB        guest memory (default 512)
@@ -26,6 +27,12 @@
 #                    disk names nvmeXn1 are not guaranteed to follow it (the kernel's NVMe
 #                    multipath numbers them as the controllers finish probing): find NVMe disks
 #                    by serial, never by name.
+#   --hotplug IMG,serial=SERIAL[,if=virtio|nvme]
+#                    a disk that is not there at boot and is inserted while the guest runs
+#                    (PCI hot-plug through qemu's monitor: drive_add + device_add), the moment a
+#                    console line reads `TIERVAULT-HOTPLUG SERIAL` (the guest script prints it;
+#                    the disk appears a moment later, as a real one would). Repeatable; each
+#                    disk is inserted once. What was inserted is reported on stderr at the end.
 #   --cache MODE     qemu's cache mode for every disk image (default writeback; also none,
 #                    writethrough, directsync, unsafe). With writeback the guest sees disks
 #                    with a volatile write cache (it sends flushes as it does to real disks);
@@ -81,6 +88,7 @@ mem=512
 timeout_s=600
 scratch=""
 drive_specs=() # IMG[,serial=S][,if=virtio|nvme], in the order given
+hotplug_specs=() # the same, inserted on request
 cache=writeback
 kill_on=""
 log=""
@@ -92,7 +100,7 @@ while [ $# -gt 0 ]; do
         check_tools || exit 1
         exit 0
         ;;
-    --kernel | --initrd | --mem | --timeout | --scratch | --disk | --drive | --cache | --kill-on | --log | --append)
+    --kernel | --initrd | --mem | --timeout | --scratch | --disk | --drive | --hotplug | --cache | --kill-on | --log | --append)
         [ $# -ge 2 ] || die "$1 needs a value"
         case "$1" in
         --kernel) kernel="$2" ;;
@@ -105,6 +113,7 @@ while [ $# -gt 0 ]; do
             drive_specs+=("$2")
             ;;
         --drive) drive_specs+=("$2") ;;
+        --hotplug) hotplug_specs+=("$2") ;;
         --cache) cache="$2" ;;
         --kill-on) kill_on="$2" ;;
         --log) log="$2" ;;
@@ -156,9 +165,10 @@ if [ -n "$scratch" ]; then
     add_disk "$scratch" virtio ""
     cmdline="$cmdline tiervault.scratch=/dev/vda"
 fi
-nvme_count=0
-for spec in "${drive_specs[@]}"; do
-    IFS=, read -ra parts <<<"$spec"
+# parse_drive SPEC: sets img, serial, bus.
+parse_drive() {
+    local kv parts
+    IFS=, read -ra parts <<<"$1"
     img="${parts[0]}"
     serial=""
     bus=virtio
@@ -166,17 +176,33 @@ for spec in "${drive_specs[@]}"; do
         case "$kv" in
         serial=*) serial="${kv#serial=}" ;;
         if=virtio | if=nvme) bus="${kv#if=}" ;;
-        *) die "--drive $spec: unknown '$kv' (serial=SERIAL, if=virtio or if=nvme)" ;;
+        *) die "--drive $1: unknown '$kv' (serial=SERIAL, if=virtio or if=nvme)" ;;
         esac
     done
     if [ -n "$serial" ] && ! [[ "$serial" =~ ^[A-Za-z0-9._-]{1,20}$ ]]; then
-        die "--drive $spec: a serial is 1-20 of A-Z a-z 0-9 . _ - (virtio-blk and NVMe keep 20 bytes)"
+        die "--drive $1: a serial is 1-20 of A-Z a-z 0-9 . _ - (virtio-blk and NVMe keep 20 bytes)"
     fi
+}
+nvme_count=0
+for spec in "${drive_specs[@]}"; do
+    parse_drive "$spec"
     if [ "$bus" = nvme ]; then
         [ -n "$serial" ] || serial="TVNVME$nvme_count"
         nvme_count=$((nvme_count + 1))
     fi
     add_disk "$img" "$bus" "$serial"
+done
+# Hot-plugged disks: checked now, attached later by the monitor commands written here.
+hotplug_cmds=() # "SERIAL<TAB>monitor commands", one per disk
+for spec in "${hotplug_specs[@]}"; do
+    parse_drive "$spec"
+    [ -n "$serial" ] || die "--hotplug $spec: needs serial=SERIAL (the guest asks for the disk by it)"
+    [ -f "$img" ] || die "no image file '$img'"
+    case "$bus" in
+    virtio) dev="virtio-blk-pci,drive=hp-$serial,serial=$serial,id=hpdev-$serial" ;;
+    nvme) dev="nvme,drive=hp-$serial,serial=$serial,id=hpdev-$serial" ;;
+    esac
+    hotplug_cmds+=("$serial"$'\t'"drive_add 0 file=${img//,/,,},format=raw,if=none,id=hp-$serial,cache=$cache"$'\n'"device_add $dev")
 done
 [ -z "$append" ] || cmdline="$cmdline $append"
 
@@ -186,11 +212,17 @@ trap '[ -z "$watchdog" ] || kill "$watchdog" 2>/dev/null; rm -rf "$tmp"' EXIT
 console="${log:-$tmp/console}"
 : >"$console" || die "--log: cannot write '$console'"
 mkfifo "$tmp/console.fifo"
+monitor=()
+if [ "${#hotplug_cmds[@]}" -gt 0 ]; then
+    # qemu's human monitor on a pair of FIFOs (qemu opens both read-write, so nothing blocks).
+    mkfifo "$tmp/monitor.in" "$tmp/monitor.out"
+    monitor=(-chardev "pipe,id=mon0,path=$tmp/monitor" -mon "chardev=mon0,mode=readline")
+fi
 start=$(date +%s.%N)
 # stdin from /dev/null: qemu must not put a terminal into raw mode or read from it.
 qemu-system-x86_64 -accel tcg -m "$mem" -smp 2 -nographic -nodefaults -no-reboot -serial stdio \
     -device virtio-rng-pci -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
-    "${drives[@]}" "${qemu_extra[@]}" </dev/null >"$tmp/console.fifo" 2>&1 &
+    "${drives[@]}" "${monitor[@]}" "${qemu_extra[@]}" </dev/null >"$tmp/console.fifo" 2>&1 &
 qemu_pid=$!
 # The wall-clock limit: SIGTERM at the deadline, SIGKILL 10 s later. Its own output goes
 # nowhere, so that nothing holds our stdout open after we exit.
@@ -227,6 +259,27 @@ if [ -n "$kill_on" ]; then
     ) </dev/null >/dev/null 2>&1 &
     cutter=$!
 fi
+# Disk insertion: a watcher like the cutter sends a disk's monitor commands when the guest
+# asks for it by serial; the monitor's replies are kept for the report.
+plugger=""
+if [ "${#hotplug_cmds[@]}" -gt 0 ]; then
+    cat "$tmp/monitor.out" >"$tmp/monitor.log" 2>/dev/null &
+    (
+        tail -s 0.2 --pid="$qemu_pid" -c +1 -f "$console" | while IFS= read -r line; do
+            line="${line%$'\r'}"
+            case "$line" in *"TIERVAULT-HOTPLUG "*) ;; *) continue ;; esac
+            want="${line##*TIERVAULT-HOTPLUG }"
+            for entry in "${hotplug_cmds[@]}"; do
+                [ "${entry%%$'\t'*}" = "$want" ] || continue
+                [ ! -e "$tmp/plugged-$want" ] || continue
+                : >"$tmp/plugged-$want"
+                printf '%s\n' "${entry#*$'\t'}" >"$tmp/monitor.in"
+                echo "run-guest.sh: inserted disk $want at $(date +%T.%N | cut -c1-12)" >>"$tmp/hotplug.log"
+            done
+        done
+    ) </dev/null >/dev/null 2>&1 &
+    plugger=$!
+fi
 # The console: to stdout and to the log as it arrives.
 # (stderr: the shell's "Killed" report of a qemu killed by the cutter or the watchdog.)
 { tee -a "$console" <"$tmp/console.fifo"; } 2>/dev/null
@@ -234,6 +287,11 @@ set +e
 wait "$qemu_pid" 2>/dev/null # no "Killed" job report
 qemu_rc=$?
 [ -z "$cutter" ] || wait "$cutter"
+[ -z "$plugger" ] || wait "$plugger"
+if [ -s "$tmp/hotplug.log" ]; then
+    cat "$tmp/hotplug.log" >&2
+    tr -d '\r' <"$tmp/monitor.log" 2>/dev/null | grep -iE 'error|fail|not|could' | sed 's/^/run-guest.sh: qemu monitor: /' >&2 || true
+fi
 set -e
 kill "$watchdog" 2>/dev/null || true
 wait "$watchdog" 2>/dev/null || true

@@ -44,6 +44,13 @@ pub const TAIL_LINES: usize = 150;
 /// What `tv-result` prints before its JSON object.
 pub const RESULT_PREFIX: &str = "TIERVAULT-RESULT ";
 
+/// Free space the VM tests need where they write: the images are sparse, but md's initial
+/// resync writes every member in full (a pool test writes about 5 GiB), and the kernel, the
+/// initramfs and the systemd root file system are cached under [`work_dir`].
+pub const MIN_FREE_BYTES: u64 = 6 << 30;
+
+static ONE_GUEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// What a run's exit code means, as run-guest.sh defines it.
 pub fn describe_code(code: i32) -> &'static str {
     match code {
@@ -123,11 +130,26 @@ pub fn available_with(needs: &[Need]) -> Result<Vm, String> {
         Some(format!("{}: {why}", script.display()))
     })
     .collect();
-    if missing.is_empty() {
-        Ok(vm)
-    } else {
-        Err(missing.join("; "))
+    if !missing.is_empty() {
+        return Err(missing.join("; "));
     }
+    for dir in [std::env::temp_dir(), workspace()] {
+        if let Some(free) = free_bytes(&dir).filter(|f| *f < MIN_FREE_BYTES) {
+            return Err(format!(
+                "only {:.1} GiB free in {}; the VM tests need {} GiB for disk images and caches",
+                free as f64 / (1u64 << 30) as f64,
+                dir.display(),
+                MIN_FREE_BYTES >> 30
+            ));
+        }
+    }
+    Ok(vm)
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// `bash SCRIPT ARGS` (a `--check`): `None` when it passes, else what it printed.
@@ -328,6 +350,7 @@ pub struct Guest<'a> {
     udev_rules: Vec<String>,
     scratch: Option<PathBuf>,
     drives: Vec<Drive>,
+    hotplug: Vec<Drive>,
     mem_mib: u64,
     timeout: Duration,
     kill_on: Option<String>,
@@ -358,6 +381,7 @@ impl Vm {
             udev_rules: Vec::new(),
             scratch: None,
             drives: Vec::new(),
+            hotplug: Vec::new(),
             mem_mib: 512,
             timeout: Duration::from_secs(300),
             kill_on: None,
@@ -417,6 +441,17 @@ impl<'a> Guest<'a> {
     /// A disk, attached after the scratch disk and the drives added before it.
     pub fn drive(mut self, drive: Drive) -> Self {
         self.drives.push(drive);
+        self
+    }
+
+    /// A disk inserted while the guest runs (PCI hot-plug), when the script prints
+    /// `TIERVAULT-HOTPLUG <serial>` (run-guest.sh `--hotplug`); it needs a serial.
+    pub fn hotplug(mut self, drive: Drive) -> Self {
+        assert!(
+            !drive.serial.is_empty(),
+            "a hot-plugged disk needs a serial"
+        );
+        self.hotplug.push(drive);
         self
     }
 
@@ -538,6 +573,9 @@ impl<'a> Guest<'a> {
         for d in &self.drives {
             cmd.args(["--drive", &d.arg()]);
         }
+        for d in &self.hotplug {
+            cmd.args(["--hotplug", &d.arg()]);
+        }
         if let Some(marker) = &self.kill_on {
             cmd.args(["--kill-on", marker]);
         }
@@ -553,6 +591,12 @@ impl<'a> Guest<'a> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // Guests run one at a time: two TCG guests on a 2-core machine each take twice as long
+        // and both risk their timeouts. (A test that panicked while holding the turn poisons
+        // the lock; the next guest still runs.)
+        let _turn = ONE_GUEST
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let started = Instant::now();
         let mut child = cmd.spawn().expect("starting run-guest.sh");
         let mut stdout = child.stdout.take().expect("piped stdout");

@@ -259,6 +259,15 @@ pub fn pool_status(layout: &Layout, obs: &Observed) -> PoolStatus {
             }
             let (device, state, size) = match obs.disk_by_serial(serial) {
                 Some(d) => (d.name.clone(), DiskState::Removed, d.size_bytes),
+                // A member gone from an array that is whole again was replaced and pulled:
+                // listing it as missing for years would only hide real losses.
+                None if spec.members.iter().any(|m| m == serial)
+                    && obs
+                        .array_by_name(&spec.name)
+                        .is_some_and(|a| a.degraded == 0 && !a.members.is_empty()) =>
+                {
+                    continue
+                }
                 None => (String::new(), DiskState::Missing, 0),
             };
             disks.insert(

@@ -73,6 +73,28 @@ fn a_failed_member_rebuilds_onto_the_spare_and_is_taken_out() {
         Some(ArrayState::Healthy)
     );
     assert_eq!(s.disk("VD6").map(|d| d.state), Some(DiskState::Active));
+    // Pulled from the whole array, the replaced member is history, not a missing disk.
+    host.pull_disk("VD1");
+    assert!(
+        status(&host).disk("VD1").is_none(),
+        "{:?}",
+        status(&host).disk("VD1")
+    );
+}
+
+#[test]
+fn a_member_pulled_from_a_degraded_array_is_missing() {
+    let host = built();
+    host.fail_disk("VD4");
+    settle(&host);
+    host.pull_disk("VD4");
+    let s = status(&host);
+    assert_eq!(
+        s.array("vault-data1").map(|a| a.state),
+        Some(ArrayState::Rebuilding),
+        "{s:?}"
+    );
+    assert_eq!(s.disk("VD4").map(|d| d.state), Some(DiskState::Missing));
 }
 
 #[test]
