@@ -293,19 +293,11 @@ impl Service {
                 summary,
                 detail,
             } => {
-                // Raising an already-active alert again only refreshes its last-seen time;
-                // skip it so a steady state does not rewrite the alert file every rescan.
-                let unchanged = self.alerts.snapshot().iter().any(|a| {
-                    a.is_active() && a.class == class && a.key == key && a.summary == summary
-                });
-                if unchanged {
-                    return;
-                }
                 let Ok(severity) = Severity::try_from(severity) else {
                     return;
                 };
                 self.alerts
-                    .raise(NewAlert {
+                    .ensure(NewAlert {
                         class: class.into(),
                         key,
                         severity,
@@ -314,17 +306,7 @@ impl Service {
                     })
                     .map(|_| ())
             }
-            AlertChange::Clear { class, key } => {
-                let active = self
-                    .alerts
-                    .snapshot()
-                    .iter()
-                    .any(|a| a.is_active() && a.class == class && a.key == key);
-                if !active {
-                    return;
-                }
-                self.alerts.clear(class, &key).map(|_| ())
-            }
+            AlertChange::Clear { class, key } => self.alerts.clear_active(class, &key).map(|_| ()),
         };
         if let Err(e) = result {
             tracing::error!("alert: {e}");

@@ -16,6 +16,7 @@ pub mod compare;
 pub mod fakemd;
 pub mod fsx;
 pub mod gen;
+pub mod ipmisim;
 pub mod pack;
 pub mod remote;
 pub mod tree;

@@ -80,6 +80,38 @@ impl AlertBoard {
         cleared
     }
 
+    /// Raises `new` unless an active alert of its class and key already says the same (same
+    /// severity and summary): a steady condition found on every poll must not rewrite the
+    /// alert file each time. Returns the alert as it was before (when it was active) and as
+    /// it is now, when anything changed.
+    pub fn ensure(&self, new: NewAlert) -> Result<Option<(Option<Alert>, Alert)>, AlertError> {
+        let before = self.store().find_active(&new.class, &new.key).cloned();
+        if before
+            .as_ref()
+            .is_some_and(|b| b.severity == new.severity && b.summary == new.summary)
+        {
+            return Ok(None);
+        }
+        let raised = self.raise(new)?;
+        Ok(self
+            .store()
+            .get(raised.id)
+            .cloned()
+            .map(|now| (before, now)))
+    }
+
+    /// Clears the active alert of (class, key) and returns it, or `None` when there is none
+    /// (nothing is written then).
+    pub fn clear_active(&self, class: &str, key: &str) -> Result<Option<Alert>, AlertError> {
+        if self.store().find_active(class, key).is_none() {
+            return Ok(None);
+        }
+        let Some(id) = self.clear(class, key)? else {
+            return Ok(None);
+        };
+        Ok(self.store().get(id).cloned())
+    }
+
     /// A copy of every alert in the store, in id order.
     pub fn snapshot(&self) -> Vec<Alert> {
         self.store().all().cloned().collect()

@@ -6,6 +6,7 @@
 //! on every poll.
 
 use serde::{Deserialize, Serialize};
+pub use tiervault_ipmi::Thresholds;
 
 /// Severity of a reading against its limits, ordered from good to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -28,71 +29,60 @@ impl Level {
     }
 }
 
-/// A sensor's limits; any may be absent (the BMC's SDR leaves most unset).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", default)]
-pub struct Thresholds {
-    pub lower_non_recoverable: Option<f64>,
-    pub lower_critical: Option<f64>,
-    pub lower_non_critical: Option<f64>,
-    pub upper_non_critical: Option<f64>,
-    pub upper_critical: Option<f64>,
-    pub upper_non_recoverable: Option<f64>,
+/// `by`'s limits where it sets them (configuration over the SDR).
+pub fn overridden(sdr: &Thresholds, by: &Thresholds) -> Thresholds {
+    Thresholds {
+        lnr: by.lnr.or(sdr.lnr),
+        lcr: by.lcr.or(sdr.lcr),
+        lnc: by.lnc.or(sdr.lnc),
+        unc: by.unc.or(sdr.unc),
+        ucr: by.ucr.or(sdr.ucr),
+        unr: by.unr.or(sdr.unr),
+    }
 }
 
-impl Thresholds {
-    /// `other`'s limits where it sets them (configuration over the SDR).
-    pub fn overridden_by(self, other: &Thresholds) -> Thresholds {
-        Thresholds {
-            lower_non_recoverable: other.lower_non_recoverable.or(self.lower_non_recoverable),
-            lower_critical: other.lower_critical.or(self.lower_critical),
-            lower_non_critical: other.lower_non_critical.or(self.lower_non_critical),
-            upper_non_critical: other.upper_non_critical.or(self.upper_non_critical),
-            upper_critical: other.upper_critical.or(self.upper_critical),
-            upper_non_recoverable: other.upper_non_recoverable.or(self.upper_non_recoverable),
-        }
-    }
+/// Whether any limit is set.
+pub fn has_limits(t: &Thresholds) -> bool {
+    [t.lnr, t.lcr, t.lnc, t.unc, t.ucr, t.unr]
+        .iter()
+        .any(Option::is_some)
+}
 
-    pub fn is_empty(&self) -> bool {
-        *self == Thresholds::default()
-    }
+/// The level of `value` with no memory of the past. A limit is crossed when the value is at
+/// or beyond it (IPMI's "going high/low" events assert at the limit).
+pub fn level(t: &Thresholds, value: f64) -> Level {
+    let upper = [
+        (t.unr, Level::NonRecoverable),
+        (t.ucr, Level::Critical),
+        (t.unc, Level::NonCritical),
+    ];
+    let lower = [
+        (t.lnr, Level::NonRecoverable),
+        (t.lcr, Level::Critical),
+        (t.lnc, Level::NonCritical),
+    ];
+    let high = upper
+        .iter()
+        .find(|(l, _)| l.is_some_and(|l| value >= l))
+        .map_or(Level::Ok, |(_, lv)| *lv);
+    let low = lower
+        .iter()
+        .find(|(l, _)| l.is_some_and(|l| value <= l))
+        .map_or(Level::Ok, |(_, lv)| *lv);
+    high.max(low)
+}
 
-    /// The level of `value` with no memory of the past. A limit is crossed when the value is at
-    /// or beyond it (IPMI's "going high/low" events assert at the limit).
-    pub fn level(&self, value: f64) -> Level {
-        let upper = [
-            (self.upper_non_recoverable, Level::NonRecoverable),
-            (self.upper_critical, Level::Critical),
-            (self.upper_non_critical, Level::NonCritical),
-        ];
-        let lower = [
-            (self.lower_non_recoverable, Level::NonRecoverable),
-            (self.lower_critical, Level::Critical),
-            (self.lower_non_critical, Level::NonCritical),
-        ];
-        let high = upper
-            .iter()
-            .find(|(l, _)| l.is_some_and(|l| value >= l))
-            .map_or(Level::Ok, |(_, lv)| *lv);
-        let low = lower
-            .iter()
-            .find(|(l, _)| l.is_some_and(|l| value <= l))
-            .map_or(Level::Ok, |(_, lv)| *lv);
-        high.max(low)
+/// The level of `value` given the level of the previous reading: worse at once, better only
+/// once the value has cleared the limit by `hysteresis` (in the sensor's unit).
+pub fn level_after(t: &Thresholds, value: f64, previous: Level, hysteresis: f64) -> Level {
+    let now = level(t, value);
+    if now >= previous {
+        return now;
     }
-
-    /// The level of `value` given the level of the previous reading: worse at once, better only
-    /// once the value has cleared the limit by `hysteresis` (in the sensor's unit).
-    pub fn level_after(&self, value: f64, previous: Level, hysteresis: f64) -> Level {
-        let now = self.level(value);
-        if now >= previous {
-            return now;
-        }
-        let margin = hysteresis.abs();
-        // The level the value would have if it were `margin` worse in either direction.
-        let held = self.level(value + margin).max(self.level(value - margin));
-        now.max(held.min(previous))
-    }
+    let margin = hysteresis.abs();
+    // The level the value would have if it were `margin` worse in either direction.
+    let held = level(t, value + margin).max(level(t, value - margin));
+    now.max(held.min(previous))
 }
 
 #[cfg(test)]
@@ -102,18 +92,18 @@ mod tests {
 
     fn temp() -> Thresholds {
         Thresholds {
-            upper_non_critical: Some(75.0),
-            upper_critical: Some(85.0),
-            upper_non_recoverable: Some(95.0),
+            unc: Some(75.0),
+            ucr: Some(85.0),
+            unr: Some(95.0),
             ..Thresholds::default()
         }
     }
 
     fn fan() -> Thresholds {
         Thresholds {
-            lower_non_recoverable: Some(300.0),
-            lower_critical: Some(500.0),
-            lower_non_critical: Some(800.0),
+            lnr: Some(300.0),
+            lcr: Some(500.0),
+            lnc: Some(800.0),
             ..Thresholds::default()
         }
     }
@@ -121,15 +111,15 @@ mod tests {
     #[test]
     fn limits_are_crossed_at_the_limit() {
         let t = temp();
-        assert_eq!(t.level(74.9), Level::Ok);
-        assert_eq!(t.level(75.0), Level::NonCritical);
-        assert_eq!(t.level(85.0), Level::Critical);
-        assert_eq!(t.level(120.0), Level::NonRecoverable);
+        assert_eq!(level(&t, 74.9), Level::Ok);
+        assert_eq!(level(&t, 75.0), Level::NonCritical);
+        assert_eq!(level(&t, 85.0), Level::Critical);
+        assert_eq!(level(&t, 120.0), Level::NonRecoverable);
         let f = fan();
-        assert_eq!(f.level(4000.0), Level::Ok);
-        assert_eq!(f.level(500.0), Level::Critical);
-        assert_eq!(f.level(0.0), Level::NonRecoverable);
-        assert_eq!(Thresholds::default().level(1e9), Level::Ok);
+        assert_eq!(level(&f, 4000.0), Level::Ok);
+        assert_eq!(level(&f, 500.0), Level::Critical);
+        assert_eq!(level(&f, 0.0), Level::NonRecoverable);
+        assert_eq!(level(&Thresholds::default(), 1e9), Level::Ok);
     }
 
     #[test]
@@ -139,7 +129,7 @@ mod tests {
         let mut level = Level::NonCritical;
         let mut changes = 0;
         for v in [84.0, 85.2, 84.6, 85.1, 84.2, 85.0, 84.9] {
-            let next = t.level_after(v, level, 2.0);
+            let next = level_after(&t, v, level, 2.0);
             changes += usize::from(next != level);
             level = next;
         }
@@ -147,17 +137,17 @@ mod tests {
         assert_eq!(changes, 1, "one rise, no fall while within 2 degrees");
         // Clearing by the margin brings it down, to the level the value has.
         assert_eq!(
-            t.level_after(82.9, Level::Critical, 2.0),
+            level_after(&t, 82.9, Level::Critical, 2.0),
             Level::NonCritical
         );
-        assert_eq!(t.level_after(60.0, Level::Critical, 2.0), Level::Ok);
+        assert_eq!(level_after(&t, 60.0, Level::Critical, 2.0), Level::Ok);
         // The lower side works the same way.
         assert_eq!(
-            fan().level_after(520.0, Level::Critical, 50.0),
+            level_after(&fan(), 520.0, Level::Critical, 50.0),
             Level::Critical
         );
         assert_eq!(
-            fan().level_after(560.0, Level::Critical, 50.0),
+            level_after(&fan(), 560.0, Level::Critical, 50.0),
             Level::NonCritical
         );
     }
@@ -165,12 +155,13 @@ mod tests {
     #[test]
     fn configuration_overrides_only_what_it_sets() {
         let cfg = Thresholds {
-            upper_critical: Some(80.0),
+            ucr: Some(80.0),
             ..Thresholds::default()
         };
-        let t = temp().overridden_by(&cfg);
-        assert_eq!(t.upper_critical, Some(80.0));
-        assert_eq!(t.upper_non_critical, Some(75.0));
+        let t = overridden(&temp(), &cfg);
+        assert_eq!(t.ucr, Some(80.0));
+        assert_eq!(t.unc, Some(75.0));
+        assert!(has_limits(&t) && !has_limits(&Thresholds::default()));
     }
 
     proptest! {
@@ -182,8 +173,8 @@ mod tests {
         ) {
             let prev = [Level::Ok, Level::NonCritical, Level::Critical, Level::NonRecoverable][prev];
             for t in [temp(), fan()] {
-                let now = t.level(v);
-                let after = t.level_after(v, prev, h);
+                let now = level(&t, v);
+                let after = level_after(&t, v, prev, h);
                 prop_assert!(after >= now, "never better than the raw level");
                 prop_assert!(after <= now.max(prev), "never worse than raw or previous");
                 if h == 0.0 {

@@ -106,6 +106,13 @@ pub fn parse(device: &str, text: &str) -> Result<SmartReport, SmartError> {
         .filter_map(|m| m["string"].as_str().map(str::to_owned))
         .collect();
     let exit_status = u(&doc["smartctl"]["exit_status"]).unwrap_or(0);
+    // Bit 0: smartctl did not understand the device (no SMART there at all, e.g. virtio).
+    if exit_status & 1 != 0 {
+        return Err(SmartError::Unsupported {
+            device: device.to_owned(),
+            messages: messages.join("; "),
+        });
+    }
     if exit_status & 2 != 0 {
         return Err(SmartError::OpenFailed {
             device: device.to_owned(),
@@ -213,6 +220,72 @@ pub fn parse(device: &str, text: &str) -> Result<SmartReport, SmartError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn capture(name: &str) -> String {
+        let path = format!("{}/testdata/smart/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn qemu_nvme_disk() {
+        let r = parse("/dev/nvme0", &capture("qemu-nvme.json")).expect("parsed");
+        assert_eq!(r.protocol, "NVMe");
+        assert_eq!(r.serial, "NVSMART0");
+        assert_eq!(r.model, "QEMU NVMe Ctrl");
+        assert_eq!(r.passed, Some(true));
+        assert_eq!(r.temperature_c, Some(50));
+        assert_eq!(r.power_on_hours, Some(0));
+        let n = r.nvme.expect("NVMe health log");
+        assert_eq!(n.critical_warning, 0);
+        assert_eq!(n.media_errors, Some(0));
+        assert_eq!(n.percentage_used, Some(0));
+        assert!(r.self_tests.is_empty());
+    }
+
+    #[test]
+    fn qemu_ata_disk_before_and_after_a_short_self_test() {
+        let r = parse("/dev/sda", &capture("qemu-ata.json")).expect("parsed");
+        assert_eq!(
+            (r.protocol.as_str(), r.serial.as_str()),
+            ("ATA", "ATASMART0")
+        );
+        assert_eq!(r.capacity_bytes, Some(64 << 20));
+        assert_eq!(r.passed, Some(true));
+        assert_eq!(r.temperature_c, Some(31));
+        assert_eq!(r.reallocated_sectors, Some(0));
+        assert_eq!(r.pending_sectors, None, "qemu's disk has no attribute 197");
+        assert!(
+            r.failing_attributes.is_empty(),
+            "{:?}",
+            r.failing_attributes
+        );
+        assert!(r.self_tests.is_empty());
+        // smartctl's exit status 4: some of -x's logs are not implemented by qemu.
+        assert_eq!(r.exit_status, 4);
+        let after = parse("/dev/sda", &capture("qemu-ata-after-short-test.json")).expect("parsed");
+        assert_eq!(
+            after.self_tests,
+            vec![SelfTest {
+                kind: "Short offline".into(),
+                status: "Completed without error".into(),
+                passed: Some(true),
+                power_on_hours: Some(4660),
+            }]
+        );
+    }
+
+    #[test]
+    fn devices_without_smart_are_named_errors() {
+        let e = parse("/dev/sdz", &capture("missing-device.json")).expect_err("missing");
+        assert!(matches!(e, SmartError::OpenFailed { .. }), "{e}");
+        assert!(e.to_string().contains("No such device"), "{e}");
+        let e = parse("/dev/vda", &capture("virtio-no-smart.json")).expect_err("virtio");
+        assert!(matches!(e, SmartError::Unsupported { .. }), "{e}");
+        assert!(
+            e.to_string().contains("Unable to detect device type"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn garbage_is_an_error_naming_the_device() {

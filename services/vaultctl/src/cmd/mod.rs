@@ -2,6 +2,7 @@
 
 mod backup;
 mod browse;
+pub mod bundle;
 mod datadir;
 mod gc;
 mod hw;
@@ -40,7 +41,11 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
     }
     match &cli.command {
         // Nothing that opens a vault: a broken appliance config must not stop these.
-        Command::Provision(_) | Command::Hw(_) | Command::Bench(_) | Command::Pool(_) => {}
+        Command::Provision(_)
+        | Command::Hw(_)
+        | Command::Bench(_)
+        | Command::Pool(_)
+        | Command::SupportBundle(_) => {}
         _ => {
             index::set_budget(g)?;
         }
@@ -69,6 +74,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Index(c) => index::run(g, c),
         Command::DataDir(c) => datadir::run(g, c),
         Command::Pool(c) => pool::run(g, c),
+        Command::SupportBundle(a) => bundle::run(g, a),
         Command::Job(_) | Command::Alert(_) => unreachable!("answered by the service"),
     }
 }
