@@ -174,35 +174,8 @@ impl Fixture {
     }
 
     /// Path → interface → property → value, as root.
-    fn objects(&self) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> {
-        let out = busctl(
-            self.addr(),
-            None,
-            &[
-                "--json=short",
-                "call",
-                NAME,
-                ROOT,
-                "org.freedesktop.DBus.ObjectManager",
-                "GetManagedObjects",
-            ],
-        );
-        let data = json_data(&out);
-        let mut all = BTreeMap::new();
-        for (path, ifaces) in data[0].as_object().expect("a{oa{sa{sv}}}") {
-            let mut by_iface = BTreeMap::new();
-            for (iface, props) in ifaces.as_object().expect("a{sa{sv}}") {
-                let props = props
-                    .as_object()
-                    .expect("a{sv}")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v["data"].clone()))
-                    .collect();
-                by_iface.insert(iface.clone(), props);
-            }
-            all.insert(path.clone(), by_iface);
-        }
-        all
+    fn objects(&self) -> bus::Objects {
+        bus::managed_objects(self.addr(), NAME, ROOT)
     }
 
     fn alerts(&self) -> Vec<AlertInfo> {

@@ -98,6 +98,10 @@ fn units_pass_systemd_analyze_verify() {
             "vault-poold",
             workspace_bin("VAULT_POOLD_BIN", "tiervault-poold", "vault-poold"),
         ),
+        (
+            "vault-healthd",
+            workspace_bin("VAULT_HEALTHD_BIN", "tiervault-healthd", "vault-healthd"),
+        ),
     ];
     let tmp = tempfile::tempdir().expect("tmp");
     let mut staged = Vec::new();

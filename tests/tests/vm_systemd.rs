@@ -59,9 +59,14 @@ struct Service {
     bin: &'static str,
 }
 
-/// The appliance's services and the remote vault's, in the order they are stopped (the
-/// replication service is ordered after ingest, vault-poold before both).
-const SERVICES: [Service; 4] = [
+/// The appliance's services and the remote vault's, in the order they are stopped (health
+/// depends on none; the replication service is ordered after ingest, vault-poold before both).
+const SERVICES: [Service; 5] = [
+    Service {
+        unit: "vault-healthd.service",
+        package: "tiervault-healthd",
+        bin: "vault-healthd",
+    },
     Service {
         unit: "vault-replicad.service",
         package: "tiervault-replicad",
@@ -267,6 +272,14 @@ fn make_overlay(
             0o644,
         );
     }
+
+    // vault-healthd with every key at its default: no BMC in this guest, and its disks (virtio)
+    // have no SMART, so it runs its rounds with nothing to report.
+    write(
+        &etc.join("healthd.toml"),
+        "# tests/tests/vm_systemd.rs: every key at its default\n",
+        0o644,
+    );
 
     // Owners at boot, once systemd-sysusers has made the users: the vault is tiervault's; the
     // secrets are readable by the service's group only (the services run unprivileged).

@@ -17,7 +17,7 @@
 #   --out IMG        the ext4 root image to write (replaced; a sparse file). The guest writes
 #                    to it: make a fresh one for every boot.
 #   --project BINDIR install the project as a package would: the executables vault-ingestd,
-#                    vault-replicad, vault-remoted, vault-poold and vaultctl found in BINDIR
+#                    vault-replicad, vault-remoted, vault-poold, vault-healthd and vaultctl in BINDIR
 #                    (debug info stripped when `strip` exists) in /usr/bin; systemd/*.service
 #                    in /usr/lib/systemd/system; systemd/sysusers.d and systemd/tmpfiles.d in
 #                    /usr/lib/{sysusers,tmpfiles}.d; systemd/dbus/system.d and
@@ -85,7 +85,7 @@ module_prune=(sound drivers/gpu drivers/media drivers/net/wireless drivers/net/e
     drivers/mtd drivers/usb drivers/hid drivers/input drivers/video drivers/mmc drivers/net/can
     drivers/net/usb drivers/thunderbolt net/wireless net/mac80211 net/bluetooth)
 initrd_modules=(crc32c_generic virtio_pci virtio_blk ext4)
-project_bins=(vault-ingestd vault-replicad vault-remoted vault-poold vaultctl)
+project_bins=(vault-ingestd vault-replicad vault-remoted vault-poold vault-healthd vaultctl)
 # Units masked in every image: nothing may prompt on or reset the console, and no daily job
 # may start in the middle of a test.
 masked_units=(serial-getty@ttyS0.service getty@tty1.service console-getty.service

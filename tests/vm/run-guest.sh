@@ -5,7 +5,7 @@
 #   tests/vm/run-guest.sh --kernel VMLINUZ --initrd INITRD [--mem MIB] [--timeout SECS]
 #       [--scratch IMG] [--disk IMG]... [--drive IMG[,serial=SERIAL][,if=virtio|nvme]]...
 #       [--hotplug IMG,serial=SERIAL[,if=virtio|nvme]]... [--cache MODE] [--kill-on TEXT]
-#       [--log FILE] [--append "KERNEL ARGS"] [-- QEMU ARGS...]
+#       [--ipmi-bmc PORT] [--log FILE] [--append "KERNEL ARGS"] [-- QEMU ARGS...]
 #   tests/vm/run-guest.sh --check
 #
 #   --mem MIB        guest memory (default 512)
@@ -45,6 +45,12 @@
 #                    TEXT appeared, so let the script sleep after printing it (the kill lands
 #                    within milliseconds). The images keep what qemu had written: boot them
 #                    again with the same --drive options.
+#   --ipmi-bmc PORT  a BMC on the guest's KCS system interface (I/O port 0xca2, described by
+#                    ACPI and SMBIOS: `modprobe ipmi_si ipmi_devintf` gives /dev/ipmi0) whose
+#                    other end is an external BMC simulator listening on 127.0.0.1:PORT with
+#                    qemu's VM protocol (OpenIPMI's ipmi_sim with `serial 15 127.0.0.1 PORT
+#                    codec VM` in its configuration): qemu's ipmi-bmc-extern + isa-ipmi-kcs,
+#                    connecting as a client and retrying every 10 s while it cannot reach it
 #   --log FILE       also write the serial console to FILE, as it arrives (kept on timeout)
 #   --append ARGS    extra kernel command line
 #   -- QEMU ARGS     passed to qemu as they are (extra devices)
@@ -91,6 +97,7 @@ drive_specs=() # IMG[,serial=S][,if=virtio|nvme], in the order given
 hotplug_specs=() # the same, inserted on request
 cache=writeback
 kill_on=""
+ipmi_bmc=""
 log=""
 append=""
 qemu_extra=()
@@ -100,7 +107,7 @@ while [ $# -gt 0 ]; do
         check_tools || exit 1
         exit 0
         ;;
-    --kernel | --initrd | --mem | --timeout | --scratch | --disk | --drive | --hotplug | --cache | --kill-on | --log | --append)
+    --kernel | --initrd | --mem | --timeout | --scratch | --disk | --drive | --hotplug | --cache | --kill-on | --ipmi-bmc | --log | --append)
         [ $# -ge 2 ] || die "$1 needs a value"
         case "$1" in
         --kernel) kernel="$2" ;;
@@ -116,6 +123,7 @@ while [ $# -gt 0 ]; do
         --hotplug) hotplug_specs+=("$2") ;;
         --cache) cache="$2" ;;
         --kill-on) kill_on="$2" ;;
+        --ipmi-bmc) ipmi_bmc="$2" ;;
         --log) log="$2" ;;
         --append) append="$2" ;;
         esac
@@ -146,6 +154,13 @@ case "$cache" in
 writeback | none | writethrough | directsync | unsafe) ;;
 *) die "--cache: unknown mode '$cache' (writeback, none, writethrough, directsync, unsafe)" ;;
 esac
+ipmi=()
+if [ -n "$ipmi_bmc" ]; then
+    [[ "$ipmi_bmc" =~ ^[0-9]+$ ]] && [ "$ipmi_bmc" -ge 1 ] && [ "$ipmi_bmc" -le 65535 ] ||
+        die "--ipmi-bmc takes a TCP port (1-65535), got '$ipmi_bmc'"
+    ipmi=(-chardev "socket,id=ipmi0,host=127.0.0.1,port=$ipmi_bmc,reconnect=10"
+        -device ipmi-bmc-extern,id=bmc0,chardev=ipmi0 -device isa-ipmi-kcs,bmc=bmc0)
+fi
 
 cmdline="console=ttyS0 quiet panic=-1"
 drives=()
@@ -222,7 +237,7 @@ start=$(date +%s.%N)
 # stdin from /dev/null: qemu must not put a terminal into raw mode or read from it.
 qemu-system-x86_64 -accel tcg -m "$mem" -smp 2 -nographic -nodefaults -no-reboot -serial stdio \
     -device virtio-rng-pci -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
-    "${drives[@]}" "${monitor[@]}" "${qemu_extra[@]}" </dev/null >"$tmp/console.fifo" 2>&1 &
+    "${drives[@]}" "${monitor[@]}" "${ipmi[@]}" "${qemu_extra[@]}" </dev/null >"$tmp/console.fifo" 2>&1 &
 qemu_pid=$!
 # The wall-clock limit: SIGTERM at the deadline, SIGKILL 10 s later. Its own output goes
 # nowhere, so that nothing holds our stdout open after we exit.

@@ -6,6 +6,12 @@
 //! poll-seconds = 30                 # sensors, chassis, SEL
 //! smart-poll-minutes = 30           # SMART of every disk
 //! pool-status = "/var/lib/tiervault/poold/status.json"   # array states for the metrics
+//! job-history = "/var/lib/tiervault/ingestd/history.json" # job results for the metrics
+//! replication-status = "/srv/tiervault/vault/replication/status.json" # replication lag
+//! bus = "system"                    # or a D-Bus address, or "none"; absent: system if reachable
+//! [[relay]]                         # another service's alerts, sent to the targets too
+//! source = "poold"                  # (default: poold, ingestd and replicad at their paths)
+//! alerts = "/var/lib/tiervault/poold/alerts.json"
 //! [appliance]                       # who is speaking, in every notification
 //! id = "msp-0042"
 //! hostname = "vault-acme-01"
@@ -42,6 +48,19 @@ pub struct HealthConfig {
     pub smart_poll_minutes: u64,
     #[serde(default = "default_pool_status")]
     pub pool_status: PathBuf,
+    /// vault-ingestd's job history, for the job-result metrics.
+    #[serde(default = "default_job_history")]
+    pub job_history: PathBuf,
+    /// vault-replicad's status file, for the replication-lag metrics.
+    #[serde(default = "default_replication_status")]
+    pub replication_status: PathBuf,
+    /// `system`, a D-Bus address, or `none`. Absent: the system bus when it can be reached.
+    #[serde(default)]
+    pub bus: Option<String>,
+    /// The other services' alert files whose changes go to the notification targets too:
+    /// health is the one service with the network for them.
+    #[serde(default = "default_relays", rename = "relay")]
+    pub relays: Vec<Relay>,
     /// Cleared alerts kept.
     #[serde(default = "default_alert_history")]
     pub alert_history: usize,
@@ -59,6 +78,15 @@ pub struct HealthConfig {
     pub notify: Option<NotifyConfig>,
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+}
+
+/// `[[relay]]`: one service's alert file (the shared alert model's `alerts.json`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Relay {
+    /// The service's name as its alerts carry it (`poold`, `ingestd`, `replicad`).
+    pub source: String,
+    pub alerts: PathBuf,
 }
 
 /// `[smart]`.
@@ -108,6 +136,25 @@ fn default_smart_poll() -> u64 {
 fn default_pool_status() -> PathBuf {
     PathBuf::from("/var/lib/tiervault/poold/status.json")
 }
+fn default_job_history() -> PathBuf {
+    PathBuf::from("/var/lib/tiervault/ingestd/history.json")
+}
+fn default_replication_status() -> PathBuf {
+    PathBuf::from("/srv/tiervault/vault/replication/status.json")
+}
+fn default_relays() -> Vec<Relay> {
+    [
+        ("poold", "/var/lib/tiervault/poold/alerts.json"),
+        ("ingestd", "/var/lib/tiervault/ingestd/alerts.json"),
+        ("replicad", "/srv/tiervault/vault/replication/alerts.json"),
+    ]
+    .into_iter()
+    .map(|(source, alerts)| Relay {
+        source: source.into(),
+        alerts: alerts.into(),
+    })
+    .collect()
+}
 fn default_alert_history() -> usize {
     500
 }
@@ -140,6 +187,8 @@ impl HealthConfig {
         for p in [
             &mut cfg.state_dir,
             &mut cfg.pool_status,
+            &mut cfg.job_history,
+            &mut cfg.replication_status,
             &mut cfg.smart.sysfs_root,
             &mut cfg.smart.dev_root,
         ] {
@@ -149,6 +198,19 @@ impl HealthConfig {
             return Err(invalid(
                 "poll-seconds and smart-poll-minutes must be at least 1".into(),
             ));
+        }
+        for r in &mut cfg.relays {
+            r.alerts = tiervault_daemon::config::resolve(file, &r.alerts);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &cfg.relays {
+            if r.source.is_empty() || r.source == "healthd" || !seen.insert(r.source.as_str()) {
+                return Err(invalid(format!(
+                    "[[relay]] source {:?}: each relayed service once, by its own name \
+                     (not healthd, whose alerts are sent anyway)",
+                    r.source
+                )));
+            }
         }
         if let Some(ipmi) = &cfg.ipmi {
             ipmi.validate()

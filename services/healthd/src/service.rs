@@ -7,13 +7,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tiervault_alerts::{Alert, NewAlert, Severity};
+use tiervault_alerts::Alert;
 use tiervault_bus::AlertBoard;
 use tiervault_health::contract;
 use tiervault_health::finding::{changes, Finding};
-use tiervault_health::level::Level;
+use tiervault_health::level::{alarms, Alarms, Level, Thresholds};
 use tiervault_health::selftest::{self, DiskTests, TestKind};
-use tiervault_health::sensor_rules::{assess_chassis, assess_sensor, sel_finding, CLASS_SEL};
+use tiervault_health::sensor_rules::{
+    assess_chassis, assess_sensor, limits_of, sel_finding, CLASS_SEL,
+};
 use tiervault_health::smart::SmartReport;
 use tiervault_health::smart_rules;
 use tiervault_ipmi::{Bmc, ChassisStatus, FruDevice, SelEntry, Sensor};
@@ -44,6 +46,9 @@ pub struct SensorView {
     #[serde(flatten)]
     pub sensor: Sensor,
     pub level: Level,
+    /// The limits in force: the configuration's where it sets them, else the SDR's.
+    pub limits: Thresholds,
+    pub alarms: Alarms,
 }
 
 /// Self-test times per disk serial, kept across restarts (`selftests.json`).
@@ -72,6 +77,11 @@ pub struct Service {
     sel_seen: BTreeSet<u16>,
     tests: TestLog,
     pub latest: Snapshot,
+    /// The other services whose alerts go to the targets too.
+    relays: Vec<crate::relay::Relay>,
+    /// Called between BMC calls and disks: the loop's watchdog ping, so a round of many
+    /// slow disks is not taken for a hang.
+    tick: Box<dyn Fn()>,
 }
 
 fn now_ns() -> i64 {
@@ -86,13 +96,12 @@ impl Service {
         bmc: Option<Box<dyn Bmc + Send>>,
         smart: Option<Box<dyn SmartSource>>,
     ) -> Service {
-        let read = |name: &str| std::fs::read(cfg.state_dir.join(name)).ok();
-        let sel_seen = read("sel-seen.json")
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let tests = read("selftests.json")
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let sel_seen = load_state(
+            &cfg.state_dir,
+            "sel-seen.json",
+            "SEL records may be raised again",
+        );
+        let tests = load_state(&cfg.state_dir, "selftests.json", "self-tests may run early");
         let found = found_before(&alerts);
         Service {
             cfg,
@@ -105,7 +114,29 @@ impl Service {
             sel_seen,
             tests,
             latest: Snapshot::default(),
+            tick: Box::new(|| {}),
+            relays: Vec::new(),
         }
+    }
+
+    pub fn set_relays(&mut self, relays: Vec<crate::relay::Relay>) {
+        self.relays = relays;
+    }
+
+    /// Passes the other services' alert changes on to the targets.
+    pub fn poll_relays(&mut self) {
+        for r in &mut self.relays {
+            r.poll();
+            let key = format!("relay {}", r.source);
+            match &r.error {
+                Some(e) => self.latest.errors.insert(key, e.clone()),
+                None => self.latest.errors.remove(&key),
+            };
+        }
+    }
+
+    pub fn set_tick(&mut self, tick: Box<dyn Fn()>) {
+        self.tick = tick;
     }
 
     fn state_file(&self, name: &str) -> PathBuf {
@@ -133,15 +164,12 @@ impl Service {
     }
 
     fn raise(&mut self, f: &Finding) {
-        let Ok(severity) = Severity::try_from(f.severity) else {
-            return;
-        };
-        let new = NewAlert {
-            class: f.class.into(),
-            key: f.key.clone(),
-            severity,
-            summary: tiervault_alerts::clip(&f.summary, tiervault_alerts::MAX_TEXT_LEN).into(),
-            detail: tiervault_alerts::clip(&f.detail, tiervault_alerts::MAX_TEXT_LEN).into(),
+        let new = match f.to_new() {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!("{} {}: {e}", f.class, f.key);
+                return;
+            }
         };
         match self.alerts.ensure(new) {
             Ok(Some((before, now))) => {
@@ -211,12 +239,19 @@ impl Service {
                     let (level, finding) = assess_sensor(&s, &self.cfg.sensors, prev);
                     self.levels.insert(s.name.clone(), level);
                     findings.extend(finding);
-                    views.push(SensorView { sensor: s, level });
+                    let limits = limits_of(&s, &self.cfg.sensors);
+                    views.push(SensorView {
+                        alarms: alarms(&limits, s.value, level),
+                        sensor: s,
+                        level,
+                        limits,
+                    });
                 }
                 self.latest.sensors = views;
             }
             Err(e) => findings.push(self.source_error("bmc", "bmc", e.to_string())),
         }
+        (self.tick)();
         match bmc.chassis() {
             Ok(c) => {
                 findings.extend(assess_chassis(&c));
@@ -224,12 +259,14 @@ impl Service {
             }
             Err(e) => tracing::warn!("chassis status: {e}"),
         }
+        (self.tick)();
         if self.latest.fru.is_empty() {
             match bmc.fru() {
                 Ok(f) => self.latest.fru = f,
                 Err(e) => tracing::warn!("FRU inventory: {e}"),
             }
         }
+        (self.tick)();
         match bmc.sel() {
             Ok(entries) => self.take_sel(&entries),
             Err(e) => tracing::warn!("event log: {e}"),
@@ -304,6 +341,7 @@ impl Service {
         let mut reports = Vec::new();
         let mut tests = Vec::new();
         for disk in src.disks() {
+            (self.tick)();
             let key = format!("smart {}", disk.device.display());
             match src.report(&disk) {
                 Ok(r) => {
@@ -374,35 +412,30 @@ impl Service {
         self.apply("contracts", found);
     }
 
-    /// Delivers what is due to the notification targets.
+    /// Delivers what is due to the notification targets: this service's notifications, then
+    /// each relayed service's.
     pub fn pump(&mut self) {
-        let Some(d) = &mut self.dispatcher else {
-            return;
-        };
-        let report = d.pump();
-        for t in &report.targets {
-            if t.delivered > 0 || t.set_aside > 0 || t.error.is_some() {
-                tracing::info!(
-                    "notifications to {}: {} delivered, {} set aside, {} pending{}",
-                    t.target,
-                    t.delivered,
-                    t.set_aside,
-                    t.pending,
-                    t.error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
-            }
+        let mut all: Vec<&mut Dispatcher> = self.dispatcher.iter_mut().collect();
+        all.extend(self.relays.iter_mut().map(|r| r.dispatcher()));
+        for d in all {
+            pump_one(d);
         }
     }
 
-    pub fn dispatcher(&self) -> Option<&Dispatcher> {
-        self.dispatcher.as_ref()
+    /// Every dispatcher: this service's, then the relayed services'.
+    pub fn dispatchers(&self) -> Vec<&Dispatcher> {
+        let mut all: Vec<&Dispatcher> = self.dispatcher.iter().collect();
+        all.extend(self.relays.iter().map(|r| r.dispatcher_ref()));
+        all
     }
 
     /// `status.json`: what was read and the active alerts, replaced atomically.
     pub fn write_status(&self) {
+        self.save("status.json", &self.status_doc());
+    }
+
+    /// What was read and the active alerts: `status.json`, the bus's `Status`.
+    pub fn status_doc(&self) -> serde_json::Value {
         let alerts: Vec<serde_json::Value> = self
             .alerts
             .snapshot()
@@ -413,7 +446,7 @@ impl Service {
                        "summary": a.summary})
             })
             .collect();
-        let doc = json!({
+        json!({
             "updated_ns": now_ns(),
             "sensors": self.latest.sensors,
             "chassis": self.latest.chassis,
@@ -421,8 +454,28 @@ impl Service {
             "disks": self.latest.disks,
             "errors": self.latest.errors,
             "alerts": alerts,
-        });
-        self.save("status.json", &doc);
+        })
+    }
+
+    /// What the bus shows after this round.
+    pub fn view(&self) -> crate::dbus::View {
+        let active: Vec<Alert> = self
+            .alerts
+            .snapshot()
+            .into_iter()
+            .filter(Alert::is_active)
+            .collect();
+        crate::dbus::View {
+            sensors: self
+                .latest
+                .sensors
+                .iter()
+                .map(|s| (s.sensor.name.clone(), s.clone()))
+                .collect(),
+            status: self.status_doc(),
+            highest_severity: active.iter().map(|a| a.severity.get()).max().unwrap_or(0),
+            active_alerts: u32::try_from(active.len()).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -483,6 +536,46 @@ fn found_before(alerts: &AlertBoard) -> BTreeMap<&'static str, Vec<Finding>> {
     out
 }
 
+/// A state file of the service, or the default when it is absent; a damaged one is said in
+/// the log with what starting over costs (`consequence`), not a reason to stop.
+fn load_state<T: serde::de::DeserializeOwned + Default>(
+    dir: &std::path::Path,
+    name: &str,
+    consequence: &str,
+) -> T {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{}: damaged ({e}); starting over: {consequence}",
+                path.display()
+            );
+            T::default()
+        }),
+        Err(_) => T::default(),
+    }
+}
+
+/// One delivery attempt of what is due, logged when something happened.
+fn pump_one(d: &mut Dispatcher) {
+    let report = d.pump();
+    for t in &report.targets {
+        if t.delivered > 0 || t.set_aside > 0 || t.error.is_some() {
+            tracing::info!(
+                "notifications to {}: {} delivered, {} set aside, {} pending{}",
+                t.target,
+                t.delivered,
+                t.set_aside,
+                t.pending,
+                t.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
 /// Appends `bytes` to `path` and makes them durable before returning.
 fn append_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -493,3 +586,7 @@ fn append_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_data()
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

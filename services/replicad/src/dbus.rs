@@ -4,6 +4,7 @@
 //! | path | interface | what |
 //! |---|---|---|
 //! | `…/targets/0` | `org.tiervault.Replication1.Target` | the target, its last run, its lag, `ReplicateNow` |
+//! | `…/alerts/<id>` | `org.tiervault.Alert1` | an alert (`replication.lag`, `replication.failing`), with `Acknowledge` |
 //!
 //! The values are read from what the replication loop leaves in the vault
 //! (`replication/status.json`, `replication/request`, the `snapshots/` directory), not from
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tiervault_bus::{prop, usec, Audit, BusError, Caller, Mirror, Props};
+use tiervault_bus::{prop, usec, AlertBoard, Audit, BusError, Caller, Mirror, Props};
 use tiervault_replicate::service;
 use tiervault_replicate::status::RunStatus;
 use zbus::interface;
@@ -32,14 +33,14 @@ pub struct Target {
     pub vault: PathBuf,
     /// The target as the configuration resolves it (URL and tenant, or directory).
     pub to: String,
-    pub audit: Audit,
+    pub audit: Arc<Audit>,
     /// The newest replication request seen (unix ns): the loop removes the request file when
     /// the run starts, so this is what says a run was asked for and not yet recorded.
     requested: Mutex<i64>,
 }
 
 impl Target {
-    pub fn new(vault: PathBuf, to: String, audit: Audit) -> Target {
+    pub fn new(vault: PathBuf, to: String, audit: Arc<Audit>) -> Target {
         Target {
             vault,
             to,
@@ -216,17 +217,19 @@ impl TargetObject {
     }
 }
 
-/// Announces changes of the targets' state on the bus.
+/// Announces changes of the targets' state and of the alerts on the bus.
 pub struct Publisher {
     target: Arc<Target>,
     targets: Mirror<u32>,
+    alerts: AlertBoard,
 }
 
 impl Publisher {
-    pub fn new(target: Arc<Target>) -> Publisher {
+    pub fn new(target: Arc<Target>, alerts: AlertBoard) -> Publisher {
         Publisher {
             target,
             targets: Mirror::new(INTERFACE),
+            alerts,
         }
     }
 
@@ -236,7 +239,13 @@ impl Publisher {
         let target = self.target.clone();
         self.targets
             .sync(conn, current, |i| TargetObject::new(target.clone(), *i))
-            .await
+            .await?;
+        // The board is dirty when the alerts thread changed the store or an operator
+        // acknowledged; the first publish finds it dirty and registers every alert.
+        if self.alerts.take_dirty() {
+            self.alerts.publish(conn).await?;
+        }
+        Ok(())
     }
 }
 

@@ -5,9 +5,12 @@
 //! re-read when it changes.
 //!
 //! On D-Bus as `org.tiervault.Replication1` (see [`dbus`]): the target's last run, its lag,
-//! and `ReplicateNow`. Threads: the main thread runs the replication loop; a `bus` thread
-//! publishes the state the loop leaves in the vault; zbus runs the bus connection.
+//! `ReplicateNow`, and the service's alerts ([`alerts`]: lag over a threshold, failing
+//! attempts). Threads: the main thread runs the replication loop; an `alerts` thread raises
+//! and clears alerts from the state the loop leaves in the vault and, with a bus, publishes
+//! that state; zbus runs the bus connection.
 
+mod alerts;
 mod dbus;
 
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tiervault_bus::{Audit, BusAddress};
+use tiervault_bus::{AlertBoard, Audit, BusAddress};
 use tiervault_daemon::config::{self, ConfigError};
 use tiervault_daemon::notify::Notifier;
 use tiervault_daemon::shutdown::Shutdown;
@@ -43,18 +46,6 @@ struct Cli {
     /// service runs without D-Bus (with a warning)
     #[arg(long, value_name = "ADDRESS")]
     bus: Option<String>,
-}
-
-/// The system bus socket; its absence means no system bus to try.
-const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
-
-/// The bus to serve on, and whether failing to serve on it is fatal.
-fn chosen_bus(flag: Option<&str>) -> Option<(BusAddress, bool)> {
-    match flag {
-        Some("none") => None,
-        Some(a) => Some((BusAddress::parse(a), true)),
-        None => Some((BusAddress::System, false)),
-    }
 }
 
 /// The service loop's reports, to systemd.
@@ -146,6 +137,15 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let shutdown = Shutdown::install()?;
+    // replicad has no state directory of its own; the vault's replication/ is where its
+    // other records (status, request) already live. Not in --once mode (above): one process
+    // owns an alerts file, and a --once run beside the service would be a second.
+    let replication = cfg.vault.join("replication");
+    std::fs::create_dir_all(&replication)
+        .with_context(|| format!("creating {}", replication.display()))?;
+    let audit = Arc::new(Audit::open(&replication.join("audit.log"))?);
+    let board = alerts::open(&cfg.vault, cfg.alert_history, audit.clone(), dbus::ROOT)
+        .with_context(|| format!("alerts in {}", replication.display()))?;
     // Say "deactivating" when the signal comes, not when the run in hand has finished: that
     // run is not interrupted and may take a while.
     {
@@ -159,18 +159,11 @@ fn run(cli: Cli) -> Result<()> {
             })
             .context("starting the shutdown reporter")?;
     }
-    let conn = match chosen_bus(cli.bus.as_deref()) {
+    // Without --bus, a host without a system bus (a container, the tests) still replicates;
+    // the unit passes --bus system so that on the appliance it is an error.
+    let conn = match tiervault_bus::choose_bus(cli.bus.as_deref()) {
         None => None,
-        // Without --bus, a host without a system bus (a container, the tests) still
-        // replicates; the unit passes --bus system so that on the appliance it is an error.
-        Some((BusAddress::System, false))
-            if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_none()
-                && !std::path::Path::new(SYSTEM_BUS_SOCKET).exists() =>
-        {
-            tracing::warn!("no system bus ({SYSTEM_BUS_SOCKET} is missing): running without D-Bus");
-            None
-        }
-        Some((bus, required)) => match serve(&bus, &cfg.vault, &spec.to, &shutdown) {
+        Some((bus, required)) => match serve(&bus, &cfg.vault, &spec.to, audit, board.clone()) {
             Ok(c) => Some(c),
             Err(e) if !required => {
                 tracing::warn!("running without D-Bus: {e:#}");
@@ -179,13 +172,22 @@ fn run(cli: Cli) -> Result<()> {
             Err(e) => return Err(e),
         },
     };
+    let serving = conn.is_some();
+    watch(
+        board,
+        conn,
+        cfg.vault.clone(),
+        spec.to.clone(),
+        cfg.alert_rules(),
+        shutdown.clone(),
+    )?;
     // After the name is taken: systemd (and a client ordered after us) may rely on it.
     notifier.ready();
     tracing::info!(
         "replicating {} to {}{}",
         cfg.vault.display(),
         spec.to,
-        if conn.is_some() {
+        if serving {
             format!(", serving {}", dbus::NAME)
         } else {
             String::new()
@@ -196,25 +198,20 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Puts the service on `bus`: the objects, then the name, so a client never finds the name
-/// without the objects; then a thread keeps them up to date until shutdown.
+/// without the objects. Returns the connection and the publisher that keeps them up to date.
 fn serve(
     bus: &BusAddress,
     vault: &std::path::Path,
     to: &str,
-    shutdown: &Shutdown,
-) -> Result<zbus::Connection> {
-    let replication = vault.join("replication");
-    std::fs::create_dir_all(&replication)
-        .with_context(|| format!("creating {}", replication.display()))?;
-    // replicad has no state directory of its own; the vault's replication/ is where its
-    // other records (status, request) already live.
-    let audit = Audit::open(&replication.join("audit.log"))?;
+    audit: Arc<Audit>,
+    board: AlertBoard,
+) -> Result<(zbus::Connection, dbus::Publisher)> {
     let target = Arc::new(dbus::Target::new(
         vault.to_path_buf(),
         to.to_string(),
         audit,
     ));
-    let mut publisher = dbus::Publisher::new(target);
+    let mut publisher = dbus::Publisher::new(target, board);
     let conn = zbus::block_on(async {
         let conn = tiervault_bus::connect(bus, None).await?;
         conn.object_server()
@@ -225,17 +222,46 @@ fn serve(
         Ok::<_, anyhow::Error>(conn)
     })
     .with_context(|| format!("serving {} on {bus}", dbus::NAME))?;
-    let (c, shutdown) = (conn.clone(), shutdown.clone());
+    Ok((conn, publisher))
+}
+
+/// Starts the `alerts` thread: once a second until shutdown, the alerts follow the status
+/// file and, with a bus, the objects follow both. With or without a bus: the alerts file is
+/// what vault-healthd relays to the MSP.
+fn watch(
+    board: AlertBoard,
+    mut bus: Option<(zbus::Connection, dbus::Publisher)>,
+    vault: PathBuf,
+    to: String,
+    rules: tiervault_replicate::alerts::AlertRules,
+    shutdown: Shutdown,
+) -> Result<()> {
     std::thread::Builder::new()
-        .name("bus".into())
+        .name("alerts".into())
         .spawn(move || loop {
-            if let Err(e) = zbus::block_on(publisher.publish(&c)) {
-                tracing::error!("publishing state on the bus: {e}");
+            alerts::apply(&board, &to, &vault, tiervault_alerts::now_ns(), &rules);
+            if let Some((conn, publisher)) = &mut bus {
+                if let Err(e) = zbus::block_on(publisher.publish(conn)) {
+                    tracing::error!("publishing state on the bus: {e}");
+                }
             }
             if shutdown.wait_timeout(Duration::from_secs(1)) {
                 break;
             }
         })
-        .context("starting the bus thread")?;
-    Ok(conn)
+        .context("starting the alerts thread")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../examples/replicad.toml");
+        let cfg = ServiceConfig::parse(text).expect("examples/replicad.toml");
+        assert_eq!(cfg.lag_alert_minutes, 1440.0);
+        assert_eq!(cfg.failing_alert_minutes, 60.0);
+    }
 }

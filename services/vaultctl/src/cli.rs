@@ -134,6 +134,10 @@ pub enum Command {
     /// The disk pool: md RAID arrays from the tier's plan — status, provision, replace, scrub
     #[command(subcommand)]
     Pool(crate::cmd::pool::PoolCmd),
+    /// The hardware's health: BMC sensors, chassis, FRU inventory, SMART of every disk,
+    /// active alerts; clearing the BMC's event log
+    #[command(subcommand)]
+    Health(crate::cmd::health::HealthCmd),
     /// Collect versions, configs (secrets redacted), service state, the journal and the
     /// hardware inventory into one .tar.zst to attach to a support ticket
     #[command(after_long_help = crate::cmd::bundle::HELP)]

@@ -25,6 +25,64 @@ pub const ALERT: &str = "org.tiervault.Alert1";
 
 const SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
 
+/// A service's manager object, for commands that use the service when it runs (or when
+/// `--bus` names a bus) and work on this machine otherwise.
+pub struct Api {
+    pub name: &'static str,
+    pub root: &'static str,
+    pub manager: &'static str,
+    /// How errors name it ("the pool service").
+    pub what: &'static str,
+}
+
+impl Api {
+    /// The connection when the service is to be used: `--bus` given (the service must run
+    /// there), else the system bus when the service runs on it; `None` to work without it.
+    pub fn connect(&self, g: &Global) -> Result<Option<zbus::Connection>> {
+        let bus = match &g.bus {
+            Some(text) => BusAddress::parse(text),
+            None if Path::new(SYSTEM_SOCKET).exists() => BusAddress::System,
+            None => return Ok(None),
+        };
+        let explicit = g.bus.is_some();
+        let conn = match zbus::block_on(tiervault_bus::connect(&bus, None)) {
+            Ok(c) => c,
+            Err(e) if explicit => return Err(e.into()),
+            Err(_) => return Ok(None),
+        };
+        let running = zbus::block_on(async {
+            let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+            dbus.name_has_owner(self.name.try_into()?).await
+        })
+        .unwrap_or(false);
+        match (running, explicit) {
+            (true, _) => Ok(Some(conn)),
+            (false, true) => bail!("{} ({}) is not running on {bus}", self.what, self.name),
+            (false, false) => Ok(None),
+        }
+    }
+
+    /// Calls `method` on the manager object.
+    pub fn call<B, R>(&self, conn: &zbus::Connection, method: &str, body: &B) -> Result<R>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+    {
+        let reply = zbus::block_on(conn.call_method(
+            Some(self.name),
+            self.root,
+            Some(self.manager),
+            method,
+            body,
+        ))
+        .map_err(|e| anyhow!(client::describe(&e)))?;
+        reply
+            .body()
+            .deserialize::<R>()
+            .map_err(|e| anyhow!("{}.{method}: unexpected reply: {e}", self.name))
+    }
+}
+
 pub struct Client {
     conn: zbus::Connection,
     pub bus: BusAddress,

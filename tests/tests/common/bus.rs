@@ -2,6 +2,7 @@
 //! the clients nobody here wrote (`busctl`, `gdbus`), run as root or as test users in the
 //! groups the policy names. Tier 2: each test says SKIPPED when a tool or root is missing.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -314,6 +315,41 @@ pub fn json_data(out: &Output) -> Value {
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("busctl json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
     v["data"].clone()
+}
+
+/// Path → interface → property → value.
+pub type Objects = BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>;
+
+/// Every object of `service` under `root` (its ObjectManager), read as root.
+pub fn managed_objects(address: &str, service: &str, root: &str) -> Objects {
+    let out = busctl(
+        address,
+        None,
+        &[
+            "--json=short",
+            "call",
+            service,
+            root,
+            "org.freedesktop.DBus.ObjectManager",
+            "GetManagedObjects",
+        ],
+    );
+    let data = json_data(&out);
+    let mut all = BTreeMap::new();
+    for (path, ifaces) in data[0].as_object().expect("a{oa{sa{sv}}}") {
+        let mut by_iface = BTreeMap::new();
+        for (iface, props) in ifaces.as_object().expect("a{sa{sv}}") {
+            let props = props
+                .as_object()
+                .expect("a{sv}")
+                .iter()
+                .map(|(k, v)| (k.clone(), v["data"].clone()))
+                .collect();
+            by_iface.insert(iface.clone(), props);
+        }
+        all.insert(path.clone(), by_iface);
+    }
+    all
 }
 
 /// A property as JSON.

@@ -17,6 +17,12 @@
 //! time through ipmi_sim's command console (a TCP port speaking telnet), which takes the same
 //! commands as the `.emu` file and logs the threshold events a real BMC would.
 //!
+//! The same simulator is also a guest's BMC (tier 3): every simulator listens on
+//! [`IpmiSim::vm_port`] for qemu's external-BMC protocol (`serial 15 127.0.0.1 PORT codec VM`
+//! in lan.conf), which `vm::Guest::ipmi_bmc(sim.vm_port)` connects to (qemu's
+//! `ipmi-bmc-extern` behind an `isa-ipmi-kcs` interface): the guest's kernel driver then serves
+//! these sensors, SEL and FRU on `/dev/ipmi0`, and readings set here are what it reads.
+//!
 //! What ipmi_sim cannot simulate: its Get Chassis Status answers zero for every fault bit
 //! (intrusion, fan, drive, power faults); only the power state follows `startcmd`.
 
@@ -151,6 +157,9 @@ pub struct IpmiSim {
     child: Child,
     pub lan_port: u16,
     pub console_port: u16,
+    /// Where qemu's `ipmi-bmc-extern` connects (TCP on 127.0.0.1, qemu's VM protocol): pass it
+    /// to `vm::Guest::ipmi_bmc` (run-guest.sh `--ipmi-bmc`).
+    pub vm_port: u16,
     pub password_file: PathBuf,
 }
 
@@ -205,6 +214,7 @@ impl IpmiSim {
             child,
             lan_port,
             console_port,
+            vm_port,
             password_file,
         };
         sim.wait_ready()?;
@@ -445,6 +455,7 @@ fn lan_conf(lan_port: u16, console_port: u16, vm_port: u16) -> String {
          \x20 user 2 true \"{USER}\" \"{PASSWORD}\" admin 10 {auths}\n\
          \x20 # Chassis power is on while this process lives. Power control goes through the\n\
          \x20 # system interface of a virtual machine; with none connected, power off kills it.\n\
+         \x20 # A qemu guest connects here (ipmi-bmc-extern): its /dev/ipmi0 is this BMC.\n\
          \x20 serial 15 127.0.0.1 {vm_port} codec VM\n\
          \x20 startcmd \"sleep 900\"\n\
          \x20 startnow true\n\

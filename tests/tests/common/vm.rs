@@ -356,6 +356,7 @@ pub struct Guest<'a> {
     kill_on: Option<String>,
     cache: Option<String>,
     append: Option<String>,
+    ipmi_bmc: Option<u16>,
 }
 
 impl Vm {
@@ -387,6 +388,7 @@ impl Vm {
             kill_on: None,
             cache: None,
             append: None,
+            ipmi_bmc: None,
         }
     }
 }
@@ -482,6 +484,15 @@ impl<'a> Guest<'a> {
     /// Extra kernel command line.
     pub fn append(mut self, args: &str) -> Self {
         self.append = Some(args.to_string());
+        self
+    }
+
+    /// A BMC on the guest's KCS interface backed by an external simulator listening on
+    /// 127.0.0.1:`port` with qemu's VM protocol (run-guest.sh `--ipmi-bmc`; e.g.
+    /// `common::ipmisim::IpmiSim::vm_port`). The guest needs the modules `ipmi_si` and
+    /// `ipmi_devintf` for `/dev/ipmi0`.
+    pub fn ipmi_bmc(mut self, port: u16) -> Self {
+        self.ipmi_bmc = Some(port);
         self
     }
 
@@ -584,6 +595,9 @@ impl<'a> Guest<'a> {
         }
         if let Some(args) = &self.append {
             cmd.args(["--append", args]);
+        }
+        if let Some(port) = self.ipmi_bmc {
+            cmd.args(["--ipmi-bmc", &port.to_string()]);
         }
         // Its own process group, so that a run-guest.sh that outlives its own timeout is
         // stopped together with its qemu.

@@ -61,4 +61,8 @@ pub enum AlertError {
         expected: String,
         found: String,
     },
+    /// Another service's store file read by [`crate::read_store`] does not parse; it is left
+    /// as it is (its owner sets it aside when it next opens it).
+    #[error("{}: the alert store is damaged: {reason}", path.display())]
+    Damaged { path: PathBuf, reason: String },
 }

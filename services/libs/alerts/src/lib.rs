@@ -17,13 +17,15 @@
 
 mod alert;
 mod error;
+pub mod finding;
 mod severity;
 mod store;
 
 pub use alert::{clip, Ack, Alert, NewAlert, MAX_ID_LEN, MAX_TEXT_LEN};
 pub use error::AlertError;
+pub use finding::{changes, Finding};
 pub use severity::{Priority, Severity};
-pub use store::{AlertStore, OpenReport, Raised, MAX_ACTIVE};
+pub use store::{read_store, AlertStore, OpenReport, Raised, MAX_ACTIVE};
 
 /// The wall clock as Unix nanoseconds, the time unit of every alert field; negative before
 /// 1970 and saturated after 2262, so a wrong clock never panics a service.

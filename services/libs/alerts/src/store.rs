@@ -76,7 +76,45 @@ struct Change {
     next_id: u64,
 }
 
+/// The alerts in service `source`'s store file, read only: nothing is created, repaired or
+/// set aside, as the file is another service's (a relay passing its alerts on reads it).
+/// A missing file is no alerts.
+pub fn read_store(path: &Path, source: &str) -> Result<Vec<Alert>, AlertError> {
+    check_source(source)?;
+    let mut store = AlertStore::empty(path, source, usize::MAX);
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(AlertError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    match store.load(&bytes)? {
+        Ok(()) => Ok(store.alerts.into_values().collect()),
+        Err(reason) => Err(AlertError::Damaged {
+            path: path.to_owned(),
+            reason,
+        }),
+    }
+}
+
 impl AlertStore {
+    /// A store of nothing yet, not written.
+    fn empty(path: &Path, source: &str, max_cleared: usize) -> AlertStore {
+        AlertStore {
+            path: path.to_owned(),
+            source: source.to_owned(),
+            max_cleared,
+            next_id: 1,
+            alerts: BTreeMap::new(),
+            active: HashMap::new(),
+            cleared: BTreeSet::new(),
+        }
+    }
+
     /// Opens (creating if absent) the store file `path` for service `source`, keeping at most
     /// `max_cleared` cleared alerts. The directory must exist.
     ///
@@ -98,15 +136,7 @@ impl AlertStore {
         max_cleared: usize,
     ) -> Result<(AlertStore, OpenReport), AlertError> {
         check_source(source)?;
-        let mut store = AlertStore {
-            path: path.to_owned(),
-            source: source.to_owned(),
-            max_cleared,
-            next_id: 1,
-            alerts: BTreeMap::new(),
-            active: HashMap::new(),
-            cleared: BTreeSet::new(),
-        };
+        let mut store = AlertStore::empty(path, source, max_cleared);
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -638,3 +638,44 @@ fn a_failed_write_leaves_memory_as_it_was() {
     drop(store);
     assert_eq!(snapshot(&open(&path, 1)), after);
 }
+
+#[test]
+fn another_services_store_is_read_without_touching_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = store_path(&dir);
+    assert_eq!(
+        tiervault_alerts::read_store(&path, SOURCE)
+            .expect("absent")
+            .len(),
+        0
+    );
+    assert_eq!(
+        list_dir(dir.path()),
+        Vec::<String>::new(),
+        "nothing created"
+    );
+    let mut store = open(&path, 10);
+    store
+        .raise(new_alert("disk.failed", "VD1", 9), 1)
+        .expect("raise");
+    store
+        .raise(new_alert("disk.failed", "VD2", 5), 2)
+        .expect("raise");
+    store.clear("disk.failed", "VD2", 3).expect("clear");
+    let alerts = tiervault_alerts::read_store(&path, SOURCE).expect("read");
+    assert_eq!(alerts, store.all().cloned().collect::<Vec<_>>());
+    assert_eq!(alerts.iter().filter(|a| a.is_active()).count(), 1);
+    assert!(matches!(
+        tiervault_alerts::read_store(&path, "other"),
+        Err(AlertError::WrongSource { .. })
+    ));
+    fs::write(&path, b"{\"format\": garbage").expect("damage");
+    let e = tiervault_alerts::read_store(&path, SOURCE).expect_err("damaged");
+    assert!(e.to_string().contains("damaged"), "{e}");
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        b"{\"format\": garbage",
+        "left alone"
+    );
+    assert_eq!(list_dir(dir.path()), ["alerts.json"], "nothing set aside");
+}

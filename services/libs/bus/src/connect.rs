@@ -31,6 +31,27 @@ impl fmt::Display for BusAddress {
     }
 }
 
+/// The system bus socket; its absence means no system bus to try.
+const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
+/// The bus a service serves on, from its `--bus` flag or config (`system`, a D-Bus address,
+/// `none`), and whether failing to serve there is fatal. Not set: the system bus if this host
+/// has one, not fatal (a container, the tests); the units pass `--bus system`, so on the
+/// appliance being off the bus is an error.
+pub fn choose_bus(setting: Option<&str>) -> Option<(BusAddress, bool)> {
+    match setting {
+        Some("none") | Some("") => None,
+        Some(a) => Some((BusAddress::parse(a), true)),
+        None if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_none()
+            && !std::path::Path::new(SYSTEM_BUS_SOCKET).exists() =>
+        {
+            tracing::warn!("no system bus ({SYSTEM_BUS_SOCKET} is missing): running without D-Bus");
+            None
+        }
+        None => Some((BusAddress::System, false)),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("connecting to {bus}: {source}")]

@@ -15,11 +15,12 @@ pub mod client;
 mod connect;
 mod error;
 mod mirror;
+pub mod reply;
 
 pub use alert::{AlertBoard, AlertObject, ALERT_INTERFACE};
 pub use audit::{Audit, AuditError};
 pub use caller::Caller;
-pub use connect::{connect, serve, take_name, BusAddress, ConnectError};
+pub use connect::{choose_bus, connect, serve, take_name, BusAddress, ConnectError};
 pub use error::BusError;
 pub use mirror::{prop, Mirror, Props};
 

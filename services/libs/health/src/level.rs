@@ -85,6 +85,52 @@ pub fn level_after(t: &Thresholds, value: f64, previous: Level, hysteresis: f64)
     now.max(held.min(previous))
 }
 
+/// The alarms of a sensor in OpenBMC's terms (`Threshold.Warning`'s `WarningAlarmHigh`, ...):
+/// which limits, on which side, its level stands for. A level is set on one side only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Alarms {
+    pub warning_high: bool,
+    pub warning_low: bool,
+    pub critical_high: bool,
+    pub critical_low: bool,
+    /// Non-recoverable (OpenBMC's `HardShutdown`).
+    pub hard_shutdown_high: bool,
+    pub hard_shutdown_low: bool,
+}
+
+/// The alarms for `level` (from [`level_after`]) at `value`. The side is the one whose nearest
+/// limit the value is closer to: a level held by hysteresis has the value just inside it. A
+/// sensor whose critical limit is set but not its non-critical one has no warning alarm.
+pub fn alarms(t: &Thresholds, value: Option<f64>, level: Level) -> Alarms {
+    let Some(v) = value.filter(|_| level != Level::Ok) else {
+        return Alarms::default();
+    };
+    let nearest = |limits: [Option<f64>; 3], dist: &dyn Fn(f64) -> f64| {
+        limits
+            .into_iter()
+            .flatten()
+            .map(dist)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let to_high = nearest([t.unc, t.ucr, t.unr], &|l| l - v);
+    let to_low = nearest([t.lnc, t.lcr, t.lnr], &|l| v - l);
+    if to_high.is_infinite() && to_low.is_infinite() {
+        return Alarms::default();
+    }
+    let high = to_high <= to_low;
+    let at = |l: Level| level >= l;
+    // An alarm exists only where its limit does, as in OpenBMC.
+    let on = |side: bool, l: Level, limit: Option<f64>| side && at(l) && limit.is_some();
+    Alarms {
+        warning_high: on(high, Level::NonCritical, t.unc),
+        warning_low: on(!high, Level::NonCritical, t.lnc),
+        critical_high: on(high, Level::Critical, t.ucr),
+        critical_low: on(!high, Level::Critical, t.lcr),
+        hard_shutdown_high: on(high, Level::NonRecoverable, t.unr),
+        hard_shutdown_low: on(!high, Level::NonRecoverable, t.lnr),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +152,31 @@ mod tests {
             lnc: Some(800.0),
             ..Thresholds::default()
         }
+    }
+
+    #[test]
+    fn alarms_are_on_the_side_of_the_limit_crossed() {
+        let t = temp();
+        assert_eq!(alarms(&t, Some(70.0), Level::Ok), Alarms::default());
+        let a = alarms(&t, Some(86.0), Level::Critical);
+        assert!(a.warning_high && a.critical_high && !a.hard_shutdown_high);
+        assert!(!a.warning_low && !a.critical_low);
+        // Held by hysteresis just below the limit: still the high side.
+        let a = alarms(&t, Some(74.0), Level::NonCritical);
+        assert!(a.warning_high && !a.critical_high);
+        let f = fan();
+        let a = alarms(&f, Some(0.0), Level::NonRecoverable);
+        assert!(a.warning_low && a.critical_low && a.hard_shutdown_low && !a.warning_high);
+        // No reading, or no limits (a power supply's state): no threshold alarm.
+        assert_eq!(alarms(&f, None, Level::Critical), Alarms::default());
+        let only_critical = Thresholds {
+            ucr: Some(85.0),
+            ..Thresholds::default()
+        };
+        let a = alarms(&only_critical, Some(90.0), Level::Critical);
+        assert!(a.critical_high && !a.warning_high);
+        let none = Thresholds::default();
+        assert_eq!(alarms(&none, Some(1.0), Level::Critical), Alarms::default());
     }
 
     #[test]

@@ -124,6 +124,14 @@ fn crossed(t: &Thresholds, value: f64, level: Level) -> String {
     .unwrap_or_else(|| "within the limits it had, held by hysteresis".into())
 }
 
+/// The limits `s` is judged by: the configuration's where it sets them, else the SDR's.
+pub fn limits_of(s: &Sensor, policy: &SensorPolicy) -> Thresholds {
+    match policy.limits.get(&s.name) {
+        Some(cfg) => overridden(&s.thresholds, cfg),
+        None => s.thresholds,
+    }
+}
+
 /// One sensor judged: its level now (to pass back as `previous` next time) and the finding
 /// while it is not ok.
 pub fn assess_sensor(
@@ -146,10 +154,7 @@ pub fn assess_sensor(
             (Level::Critical, faults.join(", "))
         }
     } else {
-        let limits = match policy.limits.get(&s.name) {
-            Some(cfg) => overridden(&s.thresholds, cfg),
-            None => s.thresholds,
-        };
+        let limits = limits_of(s, policy);
         match s.value {
             Some(v) if has_limits(&limits) => {
                 let level = level_after(&limits, v, previous, policy.hysteresis(s.kind));

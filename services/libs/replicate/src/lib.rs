@@ -7,6 +7,7 @@
 //! until they are durable on the target, and only then sends the snapshot file, which the
 //! target commits atomically after checking that it holds every blob the snapshot references.
 
+pub mod alerts;
 mod cache;
 mod dir;
 mod driver;

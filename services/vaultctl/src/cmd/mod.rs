@@ -5,6 +5,7 @@ mod browse;
 pub mod bundle;
 mod datadir;
 mod gc;
+pub mod health;
 mod hw;
 mod index;
 mod init;
@@ -45,6 +46,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         | Command::Hw(_)
         | Command::Bench(_)
         | Command::Pool(_)
+        | Command::Health(_)
         | Command::SupportBundle(_) => {}
         _ => {
             index::set_budget(g)?;
@@ -74,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Index(c) => index::run(g, c),
         Command::DataDir(c) => datadir::run(g, c),
         Command::Pool(c) => pool::run(g, c),
+        Command::Health(c) => health::run(g, c),
         Command::SupportBundle(a) => bundle::run(g, a),
         Command::Job(_) | Command::Alert(_) => unreachable!("answered by the service"),
     }

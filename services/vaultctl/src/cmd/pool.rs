@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use tiervault_bus::{client, BusAddress};
 use tiervault_model::ApplianceConfig;
 use tiervault_pools::config::PoolConfig;
 use tiervault_pools::health::{pool_status, PoolStatus};
@@ -21,12 +20,12 @@ use tiervault_pools::real::RealHost;
 
 use crate::cli::Global;
 use crate::output::print_json;
+use crate::service::Api;
 use crate::Outcome;
 
 pub const NAME: &str = "org.tiervault.Pools1";
 const ROOT: &str = "/org/tiervault/Pools1";
 const MANAGER: &str = "org.tiervault.Pools1.Manager";
-const SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
 
 #[derive(Debug, Subcommand)]
 pub enum PoolCmd {
@@ -116,29 +115,17 @@ impl Default for LocalArgs {
     }
 }
 
+/// The pool service's API.
+const API: Api = Api {
+    name: NAME,
+    root: ROOT,
+    manager: MANAGER,
+    what: "the pool service",
+};
+
 /// The service connection, when the service is used.
 fn service(g: &Global) -> Result<Option<zbus::Connection>> {
-    let bus = match &g.bus {
-        Some(text) => BusAddress::parse(text),
-        None if Path::new(SYSTEM_SOCKET).exists() => BusAddress::System,
-        None => return Ok(None),
-    };
-    let explicit = g.bus.is_some();
-    let conn = match zbus::block_on(tiervault_bus::connect(&bus, None)) {
-        Ok(c) => c,
-        Err(e) if explicit => return Err(e.into()),
-        Err(_) => return Ok(None),
-    };
-    let running = zbus::block_on(async {
-        let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
-        dbus.name_has_owner(NAME.try_into()?).await
-    })
-    .unwrap_or(false);
-    match (running, explicit) {
-        (true, _) => Ok(Some(conn)),
-        (false, true) => bail!("the pool service ({NAME}) is not running on {bus}"),
-        (false, false) => Ok(None),
-    }
+    API.connect(g)
 }
 
 fn call<B, R>(conn: &zbus::Connection, method: &str, body: &B) -> Result<R>
@@ -146,12 +133,7 @@ where
     B: serde::Serialize + zbus::zvariant::DynamicType,
     R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
 {
-    let reply = zbus::block_on(conn.call_method(Some(NAME), ROOT, Some(MANAGER), method, body))
-        .map_err(|e| anyhow!(client::describe(&e)))?;
-    reply
-        .body()
-        .deserialize::<R>()
-        .map_err(|e| anyhow!("{NAME}.{method}: unexpected reply: {e}"))
+    API.call(conn, method, body)
 }
 
 /// The plan's layout and the paths, for working without the service.
