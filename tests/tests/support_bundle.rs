@@ -205,6 +205,19 @@ impl Appliance {
             ),
         );
         write(
+            &state.join("healthd/status.json"),
+            "{\"sensors\": [{\"name\": \"FAN1\", \"value\": 300.0, \"level\": \"critical\"}]}\n",
+        );
+        write(&state.join("healthd/alerts.json"), "{\"alerts\": []}\n");
+        write(
+            &state.join("healthd/sel-archive.jsonl"),
+            "{\"entry\": {\"id\": 1, \"sensor\": \"FAN1\"}}\n",
+        );
+        write(
+            &r.join("srv/tiervault/vault/replication/alerts.json"),
+            "{\"alerts\": []}\n",
+        );
+        write(
             &r.join("srv/tiervault/vault/replication/status.json"),
             "{\"last_success\": null}\n",
         );
@@ -493,7 +506,11 @@ fn bundle_holds_everything_and_no_secret() {
         "state/var/lib/tiervault/ingestd/alerts.json",
         "state/var/lib/tiervault/ingestd/audit.log",
         "state/var/lib/tiervault/healthd/state.json",
+        "state/var/lib/tiervault/healthd/status.json",
+        "state/var/lib/tiervault/healthd/alerts.json",
+        "state/var/lib/tiervault/healthd/sel-archive.jsonl",
         "state/srv/tiervault/vault/replication/status.json",
+        "state/srv/tiervault/vault/replication/alerts.json",
         "logs/journal.txt",
         "hardware/hw.json",
         "hardware/proc/mdstat",

@@ -48,12 +48,14 @@ const SMART_RUN: Bound = Bound {
 };
 
 /// The state files a service directory may hold; logs keep their tail, the rest its head.
-const STATE_FILES: [(&str, Cut); 5] = [
+const STATE_FILES: [(&str, Cut); 6] = [
     ("status.json", Cut::Head),
     ("alerts.json", Cut::Head),
     ("history.json", Cut::Head),
     ("state.json", Cut::Head),
     ("audit.log", Cut::Tail),
+    // vault-healthd's archive of the BMC's event log: the latest records matter most.
+    ("sel-archive.jsonl", Cut::Tail),
 ];
 
 /// Which of them each service is known to write (reported missing when absent).
@@ -61,6 +63,7 @@ fn expected(service: &str) -> &'static [&'static str] {
     match service {
         "poold" => &["status.json", "alerts.json", "audit.log"],
         "ingestd" => &["history.json", "alerts.json", "audit.log"],
+        "healthd" => &["status.json", "alerts.json"],
         _ => &[],
     }
 }
@@ -600,7 +603,7 @@ impl Collector {
     pub fn state(&mut self) {
         let base = Path::new(STATE_BASE);
         let mut dirs: Vec<(PathBuf, String)> = std::mem::take(&mut self.state_dirs);
-        for service in ["poold", "ingestd"] {
+        for service in ["poold", "ingestd", "healthd"] {
             if !dirs.iter().any(|(_, s)| s == service) {
                 dirs.push((base.join(service), service.to_owned()));
             }
@@ -658,6 +661,13 @@ impl Collector {
                 true,
             );
             self.file("state", &dir.join("audit.log"), STATE_MAX, Cut::Tail, false);
+            self.file(
+                "state",
+                &dir.join("alerts.json"),
+                STATE_MAX,
+                Cut::Head,
+                false,
+            );
             done.push(v);
         }
     }

@@ -38,9 +38,10 @@ What is collected (each under a top directory named like FILE, without .tar.zst)
                  omitted, skipped), sizes, redactions, and why anything is not there
   versions/      vaultctl, the kernel (uname -a), /etc/os-release, mdadm, smartctl, ipmitool
   config/        /etc/tiervault/** and /etc/mdadm/mdadm.conf, secrets redacted
-  state/         the services' status.json, alerts.json, history.json, audit.log (last
-                 16 MiB) under /var/lib/tiervault/* and the state directories the configs
-                 name; replication/status.json beside each vault they name
+  state/         the services' status.json (sensors, disks, pool), alerts.json, history.json,
+                 audit.log and the BMC event-log archive sel-archive.jsonl (last 16 MiB)
+                 under /var/lib/tiervault/* and the state directories the configs name;
+                 replication/status.json and alerts.json beside each vault they name
   logs/          journalctl -u 'vault-*' since --since (last 64 MiB)
   hardware/      vaultctl hw dump --json, /proc/mdstat, lsblk -J, ipmitool fru print and
                  sdr elist (when /dev/ipmi0 exists), smartctl --json -x per disk
