@@ -493,20 +493,7 @@ mod tests {
             })
             .collect();
         let vault = vault_with(tmp.path(), &files);
-        let replica = tmp.path().join("replica");
-        let cfg = ServiceConfig::parse(&format!(
-            "version = 1\nvault = {vault:?}\nto = {replica:?}\npoll-seconds = 1\n\
-             cache-bytes = 1048576\nappliance-config = \"/nonexistent/a.toml\"\n"
-        ))
-        .expect("config");
-        let spec = TargetSpec {
-            to: replica.display().to_string(),
-            ca: None,
-            cert: None,
-            key: None,
-            window_bytes: None,
-            limiter: None,
-        };
+        let (cfg, spec) = to_directory(&vault, &tmp.path().join("replica"));
         let stop = AtomicBool::new(false);
         let n = Counting {
             stop: &stop,
@@ -527,6 +514,24 @@ mod tests {
         assert!(in_run >= 4, "{in_run} pings before the first report");
         // And the wait after it pinged until the stop.
         assert!(n.pings.load(Ordering::SeqCst) >= in_run + 3);
+    }
+
+    /// The service's config and target for replicating `vault` to the directory `replica`.
+    fn to_directory(vault: &Path, replica: &Path) -> (ServiceConfig, TargetSpec) {
+        let cfg = ServiceConfig::parse(&format!(
+            "version = 1\nvault = {vault:?}\nto = {replica:?}\npoll-seconds = 1\n\
+             cache-bytes = 1048576\nappliance-config = \"/nonexistent/a.toml\"\n"
+        ))
+        .expect("config");
+        let spec = TargetSpec {
+            to: replica.display().to_string(),
+            ca: None,
+            cert: None,
+            key: None,
+            window_bytes: None,
+            limiter: None,
+        };
+        (cfg, spec)
     }
 
     fn vault_with_a_snapshot(tmp: &Path) -> PathBuf {
@@ -569,20 +574,7 @@ mod tests {
         // The replica's parent is a file: the target cannot be created until it is removed.
         let blocker = tmp.path().join("blocker");
         std::fs::write(&blocker, b"").expect("blocker");
-        let replica = blocker.join("replica");
-        let cfg = ServiceConfig::parse(&format!(
-            "version = 1\nvault = {vault:?}\nto = {replica:?}\n\
-             cache-bytes = 1048576\nappliance-config = \"/nonexistent/a.toml\"\n"
-        ))
-        .expect("config");
-        let spec = TargetSpec {
-            to: replica.display().to_string(),
-            ca: None,
-            cert: None,
-            key: None,
-            window_bytes: None,
-            limiter: None,
-        };
+        let (cfg, spec) = to_directory(&vault, &blocker.join("replica"));
         let before = now_ns();
         once(&cfg, &spec).expect_err("the target cannot be created");
         let first = RunStatus::load(&vault).expect("status");
