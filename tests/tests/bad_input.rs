@@ -535,3 +535,34 @@ fn bad_init_settings_and_short_key_files_are_refused_by_name() {
         &["short.key", "at least 32"],
     );
 }
+
+#[test]
+fn health_without_a_readable_status_names_the_file_and_the_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("healthd");
+    let health = |args: &[&str]| {
+        bare_command(common::vaultctl())
+            .args(args)
+            .output()
+            .expect("vaultctl")
+    };
+    let state_arg = state.display().to_string();
+    let out = health(&["health", "status", "--state-dir", &state_arg]);
+    refused(
+        &out,
+        Some(1),
+        "no status file",
+        &["status.json", "vault-healthd"],
+    );
+    fs::create_dir_all(&state).expect("mkdir");
+    fs::write(state.join("status.json"), b"{\"sensors\": [tru").expect("write");
+    let out = health(&["health", "sensors", "--state-dir", &state_arg]);
+    refused(
+        &out,
+        Some(1),
+        "damaged status file",
+        &["status.json", "not JSON"],
+    );
+    let out = health(&["--bus", "unix:path=/nonexistent/bus", "health", "clear-sel"]);
+    refused(&out, Some(1), "no such bus", &["/nonexistent/bus"]);
+}

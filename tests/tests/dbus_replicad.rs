@@ -234,18 +234,13 @@ fn support_sees_the_lag_and_replicates_now() {
 
     // Not for everyone.
     let replicate_now = |user| {
-        gdbus(
+        bus::call_as(
             a,
             Some(user),
-            &[
-                "call",
-                "--dest",
-                NAME,
-                "--object-path",
-                TARGET,
-                "--method",
-                &format!("{IFACE}.ReplicateNow"),
-            ],
+            NAME,
+            TARGET,
+            &format!("{IFACE}.ReplicateNow"),
+            &[],
         )
     };
     let out = replicate_now(GUEST.0);
@@ -365,19 +360,14 @@ fn a_target_down_raises_lag_and_failing_alerts_that_catching_up_clears() {
 
     // Support reads alerts but may not acknowledge them; an administrator may.
     let acknowledge = |user| {
-        gdbus(
+        let method = format!("{ALERT}.Acknowledge");
+        bus::call_as(
             a,
             Some(user),
-            &[
-                "call",
-                "--dest",
-                NAME,
-                "--object-path",
-                &lag_path,
-                "--method",
-                &format!("{ALERT}.Acknowledge"),
-                "seen, link down",
-            ],
+            NAME,
+            &lag_path,
+            &method,
+            &["seen, link down"],
         )
     };
     let out = busctl(

@@ -640,19 +640,13 @@ fn sensors_are_dbus_objects_with_alarm_signals_and_the_sel_clears_from_the_bus()
     assert!(highest.as_u64().is_some_and(|s| s >= 8), "{highest}");
 
     // An administrator acknowledges it.
-    let out = common::bus::gdbus(
+    let out = common::bus::call_as(
         a,
         Some(common::bus::ADMIN.0),
-        &[
-            "call",
-            "--dest",
-            NAME,
-            "--object-path",
-            &fan_alert.0,
-            "--method",
-            &format!("{ALERT}.Acknowledge"),
-            "'fan ordered'",
-        ],
+        NAME,
+        &fan_alert.0,
+        &format!("{ALERT}.Acknowledge"),
+        &["'fan ordered'"],
     );
     assert!(
         out.status.success(),

@@ -296,5 +296,17 @@ expires = 2027-03-31
         assert!(e.contains("poll-seconds"), "{e}");
         let e = load("[notify]\nspool-dir = \"/tmp/x\"\n").expect_err("notify without appliance");
         assert!(e.contains("[appliance]"), "{e}");
+        let relay = "[[relay]]\nsource = \"poold\"\nalerts = \"a.json\"\n";
+        let e = load(&relay.repeat(2)).expect_err("a service relayed twice");
+        assert!(e.contains("\"poold\""), "{e}");
+        let e = load("[[relay]]\nsource = \"healthd\"\nalerts = \"a.json\"\n")
+            .expect_err("its own alerts relayed");
+        assert!(e.contains("\"healthd\""), "{e}");
+        let c = load(relay).expect("one relay");
+        assert_eq!(c.relays.len(), 1, "a [[relay]] replaces the defaults");
+        assert!(
+            c.relays[0].alerts.is_absolute(),
+            "resolved against the file"
+        );
     }
 }

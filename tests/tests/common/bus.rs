@@ -294,6 +294,28 @@ pub fn gdbus(address: &str, user: Option<&str>, args: &[&str]) -> Output {
     cmd.output().expect("gdbus")
 }
 
+/// `gdbus call` of `method` (INTERFACE.Member) on `path` of `service`, as `user` when given.
+pub fn call_as(
+    address: &str,
+    user: Option<&str>,
+    service: &str,
+    path: &str,
+    method: &str,
+    args: &[&str],
+) -> Output {
+    let mut all = vec![
+        "call",
+        "--dest",
+        service,
+        "--object-path",
+        path,
+        "--method",
+        method,
+    ];
+    all.extend_from_slice(args);
+    gdbus(address, user, &all)
+}
+
 fn as_user(user: Option<&str>, tool: &str) -> Command {
     match user {
         Some(u) => {

@@ -78,20 +78,20 @@ pub fn run(g: &Global, c: &HealthCmd) -> Result<Outcome> {
 
 /// The service's answer, or its status file.
 fn status(g: &Global, state_dir: &Path) -> Result<Value> {
-    let text = match API.connect(g)? {
-        Some(conn) => API.call::<_, String>(&conn, "Status", &())?,
-        None => {
-            let file = state_dir.join("status.json");
-            std::fs::read_to_string(&file).with_context(|| {
-                format!(
-                    "{}: no status from the health service (is vault-healthd set up? \
-                     `vault-healthd --once` writes one)",
-                    file.display()
-                )
-            })?
-        }
-    };
-    serde_json::from_str(&text).context("the health service's status is not JSON")
+    if let Some(conn) = API.connect(g)? {
+        let text = API.call::<_, String>(&conn, "Status", &())?;
+        return serde_json::from_str(&text)
+            .context("org.tiervault.Health1.Status: the service's answer is not JSON");
+    }
+    let file = state_dir.join("status.json");
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "{}: no status from the health service (is vault-healthd set up? \
+             `vault-healthd --once` writes one)",
+            file.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))
 }
 
 fn clear_sel(g: &Global) -> Result<Outcome> {
