@@ -98,6 +98,28 @@ fn sync_all() {
     rustix::fs::sync();
 }
 
+/// Memory to recycle before a timed step beyond the step's logical bytes: room for the
+/// inodes, dentries and process heaps of a 60,000-file restore.
+const RECYCLE_SLACK: u64 = 256 << 20;
+
+/// Touch `bytes` of memory and free it again, so the timed step that follows writes into
+/// pages the hypervisor already backs (docs/benchmarks.md, "Memory"). On the VMs we measure
+/// on, the host backs guest memory lazily and takes free memory back within seconds: a
+/// write into a page the guest has not used lately costs a host fault (2 GiB buffered by
+/// `dd`: 370 MB/s into such pages, 4.8 GB/s into recycled ones). Without this, whichever tool
+/// ran second reused the page cache the first had just freed. On a physical machine it
+/// changes nothing. Only free memory is used, never more: taking more would evict the warm
+/// dataset from the page cache.
+fn recycle_memory(bytes: u64) {
+    let free = mem_free().saturating_sub(RECYCLE_SLACK);
+    let Ok(n) = usize::try_from(bytes.min(free)) else {
+        return;
+    };
+    // Non-zero, so every page is written (a zeroed allocation could stay untouched).
+    let v = vec![1u8; n];
+    std::hint::black_box(&v);
+}
+
 /// Read every file under `dir` once (untimed) so a restore reads the vault or repository from
 /// the page cache: we write packs with O_DIRECT (uncached) and restic writes through the
 /// cache, so without this the two restores would not start from the same state.
@@ -117,6 +139,18 @@ fn warm(dir: &Path) {
             _ => {}
         }
     }
+}
+
+/// `MemFree` of /proc/meminfo in bytes (0 when unknown).
+fn mem_free() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemFree:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn rm(path: &Path) {
@@ -209,6 +243,9 @@ impl Suite {
         self.progress
             .set(format!("run {run}/{}: {dataset}: {tool} {step}", self.runs));
         sync_all();
+        if logical > 0 {
+            recycle_memory(logical + RECYCLE_SLACK);
+        }
         let before = dir_bytes(repo).unwrap_or(0);
         let res = self
             .log_path(run, dataset, tool, step)

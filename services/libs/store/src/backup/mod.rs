@@ -4,6 +4,7 @@
 //! Tree backups can be filtered ([`Filter`]) and any backup can be cancelled
 //! ([`Options::cancel`]).
 
+mod assemble;
 mod filter;
 mod scan;
 
@@ -24,18 +25,16 @@ use std::time::Instant;
 
 use serde_bytes::ByteBuf;
 
-use crate::blob::Kind;
 use crate::error::{Error, IoContext, Result};
 use crate::id::Id;
 use crate::io::write_atomic;
-use crate::snapshot::{self, Body, Header, Skipped, Snapshot, Summary};
-use crate::tree::{
-    split_chunk_list, to_cbor, ChunkRef, Content, Entry, NodeType, Tree, INLINE_CHUNKS,
-};
+use crate::snapshot::{self, Body, Header, Skipped, Snapshot};
+use crate::tree::{Entry, NodeType};
 use crate::vault::Vault;
-use crate::writer::{Sink, Writer};
+use crate::writer::Writer;
 
-use walk::{Node, Walker};
+use assemble::{Assembled, Assembler, Node};
+use walk::Walker;
 use worker::{Chunking, Done, Input, Job, Worker, SEGMENT};
 
 pub use walk::segments;
@@ -133,9 +132,6 @@ impl Cancel<'_> {
         }
     }
 }
-
-/// What the walk and the workers produced: root nodes, file slots, skipped entries.
-type Walked = (Vec<Node>, Vec<walk::Slot>, Vec<Skipped>, Option<u64>);
 
 /// The name of `uid` from /etc/passwd, else the number.
 fn user_name(uid: u32) -> String {
@@ -250,7 +246,7 @@ pub fn backup_prescanned(
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Vec<Job>>(threads * 2);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Done>>();
 
-    let outcome = std::thread::scope(|s| -> Result<Walked> {
+    let outcome = std::thread::scope(|s| -> Result<(Assembled, Vec<Skipped>)> {
         let mut handles = Vec::new();
         for i in 0..threads {
             let rx = job_rx.clone();
@@ -293,115 +289,85 @@ pub fn backup_prescanned(
         drop(job_rx);
         drop(done_tx);
 
-        let mut walker = Walker::new(scan, vault, job_tx, progress, opts.force_reread, cancel);
-        let mut roots = Vec::new();
-        let mut stream_len = None;
-        match source {
-            Source::Image(_) => {
-                let pe = parent_root.as_ref().and_then(|t| t.find(&names[0]));
-                if let Some(node) = walker.visit_image(&paths[0], &names[0], pe)? {
-                    roots.push(node);
+        let asm = Assembler::new(&writer, vault, done_rx, cancel)?;
+        let mut walker = Walker::new(
+            scan,
+            vault,
+            job_tx,
+            progress,
+            opts.force_reread,
+            cancel,
+            asm,
+        );
+        let walked = (|| -> Result<Vec<Node>> {
+            let mut roots = Vec::new();
+            match source {
+                Source::Image(_) => {
+                    let pe = parent_root.as_ref().and_then(|t| t.find(&names[0]));
+                    roots.extend(walker.visit_image(&paths[0], &names[0], pe)?);
                 }
-            }
-            Source::Paths(_) => {
-                for (p, n) in paths.iter().zip(&names) {
-                    let pe = parent_root.as_ref().and_then(|t| t.find(n));
-                    if let Some(node) = walker.visit(p, n, pe)? {
-                        roots.push(node);
+                Source::Paths(_) => {
+                    for (p, n) in paths.iter().zip(&names) {
+                        let pe = parent_root.as_ref().and_then(|t| t.find(n));
+                        roots.extend(walker.visit(p, n, pe)?);
                     }
                 }
+                Source::Stream {
+                    name,
+                    reader,
+                    expect,
+                } => roots.push(read_stream(&mut walker, name.as_bytes(), reader, expect)?),
             }
-            Source::Stream {
-                name,
-                reader,
-                expect,
-            } => {
-                let (node, len) = read_stream(&mut walker, name.as_bytes(), reader, expect)?;
-                stream_len = Some(len);
-                roots.push(node);
-            }
-        }
+            Ok(roots)
+        })();
         walker.flush_jobs();
         progress.walk_done.store(1, Ordering::Relaxed);
         let Walker {
             jobs,
-            mut slots,
-            skipped,
+            mut asm,
+            mut skipped,
             ..
         } = walker;
         drop(jobs);
-        for d in done_rx.into_iter().flatten() {
-            let slot = &mut slots[d.slot];
-            slot.pending -= 1;
-            match d.result {
-                Ok(seg) => {
-                    if seg.whole {
-                        slot.whole_read = Some(seg.read);
-                    }
-                    slot.segs[d.seg] = Some(seg.chunks);
-                }
-                Err(e) => {
-                    slot.error.get_or_insert(e);
-                }
-            }
-        }
+        asm.drain();
+        let mut failed = None;
         for h in handles {
-            h.join()
-                .map_err(|_| Error::Invalid("a backup worker panicked".into()))??;
-        }
-        Ok((roots, slots, skipped, stream_len))
-    });
-    let (roots, slots, mut skipped, _stream_len) = match outcome {
-        // Cancelled, or the flag was set while the last jobs ran: some may not have.
-        Err(Error::Cancelled) => return Err(keep_and_cancel(writer)),
-        Ok(_) if cancel.is_set() => return Err(keep_and_cancel(writer)),
-        Ok(v) => v,
-        Err(e) => {
-            writer.abort();
-            return Err(e);
-        }
-    };
-
-    let mut b = TreeBuilder {
-        writer: &writer,
-        sink: writer.sink()?,
-        slots,
-        skipped: &mut skipped,
-        refs: Vec::new(),
-        summary: Summary::default(),
-        vault,
-        cancel,
-    };
-    let result = (|| -> Result<(Id, Vec<Id>, Summary)> {
-        let mut entries = Vec::new();
-        for node in roots {
-            if let Some(e) = b.build(node)? {
-                entries.push(e);
+            let joined = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("a backup worker panicked".into())));
+            if let Err(e) = joined {
+                failed.get_or_insert(e);
             }
         }
-        let root = b.store_tree(Tree::new(entries))?;
-        let refs_plain = crate::refs::pieces(std::mem::take(&mut b.refs));
-        let mut refs = Vec::with_capacity(refs_plain.len());
-        for piece in &refs_plain {
-            refs.push(writer.store_refs(&mut b.sink, piece)?);
-        }
-        writer.finish_sink(&mut b.sink)?;
-        Ok((root, refs, b.summary.clone()))
-    })();
-    let (root, refs, mut summary) = match result {
-        Ok(v) => v,
-        Err(Error::Cancelled) => {
+        let result = walked.and_then(|roots| match failed {
+            Some(e) => Err(e),
+            None => asm.finish(roots),
+        });
+        if cancel.is_set() || matches!(result, Err(Error::Cancelled)) {
             // Complete the pack the trees went to, so it is kept with the rest.
-            if let Err(e) = writer.finish_sink(&mut b.sink) {
+            if let Err(e) = asm.complete() {
                 tracing::warn!("completing a pack of the cancelled backup: {e}");
             }
-            return Err(keep_and_cancel(writer));
+            return Err(Error::Cancelled);
         }
+        let assembled = result?;
+        asm.complete()?;
+        skipped.append(&mut asm.skipped);
+        Ok((assembled, skipped))
+    });
+    let (assembled, skipped) = match outcome {
+        Err(Error::Cancelled) => return Err(keep_and_cancel(writer)),
         Err(e) => {
             writer.abort();
             return Err(e);
         }
+        Ok(v) => v,
     };
+    let Assembled {
+        root,
+        refs,
+        mut summary,
+    } = assembled;
     // The last look: past it, the snapshot is committed.
     if cancel.is_set() {
         return Err(keep_and_cancel(writer));
@@ -517,17 +483,11 @@ fn read_stream(
     name: &[u8],
     mut reader: Box<dyn Read + Send>,
     expect: Option<u64>,
-) -> Result<(Node, u64)> {
+) -> Result<Node> {
     let mut total = 0u64;
-    let mut seg = 0usize;
-    let slot = walker.slots.len();
-    walker.slots.push(walk::Slot {
-        path: PathBuf::from(std::ffi::OsStr::from_bytes(name)),
-        segs: Vec::new(),
-        pending: 0,
-        error: None,
-        whole_read: None,
-    });
+    let slot = walker
+        .asm
+        .new_slot(PathBuf::from(std::ffi::OsStr::from_bytes(name)), 0);
     loop {
         walker.cancel.check()?;
         let mut buf = Vec::with_capacity(SEGMENT as usize);
@@ -538,8 +498,7 @@ fn read_stream(
         if n == 0 {
             break;
         }
-        walker.slots[slot].segs.push(None);
-        walker.slots[slot].pending += 1;
+        let seg = walker.asm.add_segment(slot);
         walker
             .progress
             .bytes_seen
@@ -553,7 +512,6 @@ fn read_stream(
             SEGMENT,
         );
         total += n as u64;
-        seg += 1;
         if (n as u64) < SEGMENT {
             break;
         }
@@ -586,103 +544,5 @@ fn read_stream(
         rdev: None,
         xattrs: Vec::new(),
     };
-    Ok((Node::File(entry, slot), total))
-}
-
-struct TreeBuilder<'a, 'v> {
-    writer: &'a Writer<'v>,
-    sink: Sink,
-    slots: Vec<walk::Slot>,
-    skipped: &'a mut Vec<Skipped>,
-    refs: Vec<Id>,
-    summary: Summary,
-    vault: &'v Vault,
-    cancel: Cancel<'a>,
-}
-
-impl TreeBuilder<'_, '_> {
-    fn store_tree(&mut self, tree: Tree) -> Result<Id> {
-        let (id, _) = self
-            .writer
-            .store(&mut self.sink, Kind::Meta, &tree.encode())?;
-        self.refs.push(id);
-        Ok(id)
-    }
-
-    fn build(&mut self, node: Node) -> Result<Option<Entry>> {
-        self.cancel.check()?;
-        match node {
-            Node::Dir(mut e, children) => {
-                let mut entries = Vec::with_capacity(children.len());
-                for c in children {
-                    if let Some(ce) = self.build(c)? {
-                        entries.push(ce);
-                    }
-                }
-                e.subtree = Some(self.store_tree(Tree::new(entries))?);
-                self.summary.dirs += 1;
-                Ok(Some(e))
-            }
-            Node::Done(e) => {
-                if let Some(c) = &e.content {
-                    self.summary.files += 1;
-                    self.summary.bytes += e.size.unwrap_or(0);
-                    if let Some(chunks) = &c.chunks {
-                        self.refs.extend(chunks.iter().map(|c| c.1));
-                    } else {
-                        self.refs.extend(c.lists.iter().flatten().copied());
-                        for ch in self.vault.chunk_list(c)? {
-                            self.refs.push(ch.1);
-                        }
-                    }
-                }
-                Ok(Some(e))
-            }
-            Node::File(mut e, slot) => {
-                let s = &mut self.slots[slot];
-                if let Some(err) = &s.error {
-                    self.skipped.push(Skipped {
-                        path: ByteBuf::from(s.path.as_os_str().as_bytes().to_vec()),
-                        error: err.clone(),
-                    });
-                    return Ok(None);
-                }
-                let mut chunks: Vec<ChunkRef> = Vec::new();
-                for seg in &s.segs {
-                    chunks.extend(seg.iter().flatten().copied());
-                }
-                if let Some(n) = s.whole_read {
-                    if e.size.is_some_and(|sz| sz <= SEGMENT) {
-                        e.size = Some(n);
-                    }
-                }
-                self.refs.extend(chunks.iter().map(|c| c.1));
-                e.content = Some(self.content(chunks)?);
-                self.summary.files += 1;
-                self.summary.bytes += e.size.unwrap_or(0);
-                Ok(Some(e))
-            }
-        }
-    }
-
-    fn content(&mut self, chunks: Vec<ChunkRef>) -> Result<Content> {
-        if chunks.len() <= INLINE_CHUNKS {
-            return Ok(Content {
-                chunks: Some(chunks),
-                lists: None,
-            });
-        }
-        let mut lists = Vec::new();
-        for piece in split_chunk_list(&chunks) {
-            let (id, _) = self
-                .writer
-                .store(&mut self.sink, Kind::Meta, &to_cbor(&piece))?;
-            self.refs.push(id);
-            lists.push(id);
-        }
-        Ok(Content {
-            chunks: None,
-            lists: Some(lists),
-        })
-    }
+    Ok(Node::File(entry, slot))
 }

@@ -454,3 +454,61 @@ fn a_backup_cancelled_before_it_starts_writes_nothing() {
     assert_eq!(pack_bytes(&vault_dir), 0);
     assert!(backup_threads().is_empty(), "{:?}", backup_threads());
 }
+
+/// Trees are stored while the backup runs: a wide tree is never held whole (only the files and
+/// directories in flight), and hard links across distant directories keep their content.
+#[test]
+fn trees_are_assembled_as_the_walk_goes() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let vault = new_vault(&tmp.path().join("vault"));
+    let src = tmp.path().join("src");
+    let (dirs, per_dir) = (150, 40);
+    for d in 0..dirs {
+        for f in 0..per_dir {
+            let p = src.join(format!("d{d:03}/sub/f{f:03}"));
+            write(&p, format!("{d}/{f}").repeat(1 + f).as_bytes());
+        }
+    }
+    let first = src.join("d000/sub/f000");
+    std::fs::hard_link(&first, src.join("d149/link")).expect("hard link");
+    let snap = backup(
+        &vault,
+        Source::Paths(vec![src.clone()]),
+        &opts(2),
+        &Progress::default(),
+    )
+    .expect("backup");
+    let held = super::assemble::LAST_PEAK_HELD.load(Ordering::Relaxed);
+    let total = dirs * (per_dir + 2);
+    assert!(held * 4 < total, "held {held} of {total} entries at once");
+    assert_eq!(snap.body.summary.files, (dirs * per_dir + 1) as u64);
+    assert_eq!(snap.body.summary.dirs, (2 * dirs + 1) as u64);
+    let listed = paths(&vault, &snap);
+    assert_eq!(listed.len(), total + 2, "{:?}", &listed[..5]);
+    let target = tmp.path().join("restored");
+    let report = restore::restore(
+        &vault,
+        &snap,
+        None,
+        &restore::Target::Dir(target.clone()),
+        &restore::Options {
+            overwrite: false,
+            threads: 2,
+        },
+        &restore::Progress::default(),
+    )
+    .expect("restore");
+    assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+    for d in [0, 77, 149] {
+        let p = format!("d{d:03}/sub/f039");
+        let want = std::fs::read(src.join(&p)).expect("source");
+        assert_eq!(std::fs::read(target.join("src").join(&p)).expect("restored"), want);
+    }
+    let a = std::fs::metadata(target.join("src/d000/sub/f000")).expect("first name");
+    let b = std::fs::metadata(target.join("src/d149/link")).expect("second name");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&a),
+        std::os::unix::fs::MetadataExt::ino(&b)
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::snapshot::Skipped;
 use crate::tree::{Entry, NodeType, Tree};
 use crate::vault::Vault;
 
+use super::assemble::{Assembler, Node};
 use super::scan::{self, Prefetcher};
 use super::worker::{Input, Job, SEGMENT};
 use super::{Cancel, Progress};
@@ -22,37 +23,20 @@ use super::{Cancel, Progress};
 const BATCH_JOBS: usize = 64;
 const BATCH_BYTES: u64 = 2 << 20;
 
-/// What the walk found, before content and subtrees are known.
-pub enum Node {
-    Dir(Entry, Vec<Node>),
-    /// A file whose content comes from the workers (slot in `Walker::slots`).
-    File(Entry, usize),
-    /// Anything complete already: symlinks, devices, files reused from the parent.
-    Done(Entry),
-}
-
-/// A file being read by the workers.
-pub struct Slot {
-    pub path: PathBuf,
-    pub segs: Vec<Option<Vec<crate::tree::ChunkRef>>>,
-    pub pending: usize,
-    pub error: Option<String>,
-    /// Bytes read by a whole-file job (the file may have changed since its stat).
-    pub whole_read: Option<u64>,
-}
-
 pub struct Walker<'a> {
     pub vault: &'a Vault,
+    /// Takes each directory once walked and stores its tree when its files are read.
+    pub asm: Assembler<'a, 'a>,
     pub jobs: Sender<Vec<Job>>,
     /// Jobs not yet handed over: small files travel in batches, so a 60k-file tree costs a
     /// few thousand channel hand-offs and wake-ups rather than 60k.
     batch: Vec<Job>,
     batch_bytes: u64,
-    pub slots: Vec<Slot>,
     pub skipped: Vec<Skipped>,
     pub progress: &'a Progress,
     pub force_reread: bool,
-    /// Files already seen in this backup, by (dev, ino): later hard links share their slot.
+    /// Files already seen in this backup, by (dev, ino): later hard links share their slot
+    /// (the table holds a use of the slot, so it outlives its first name's directory).
     links: HashMap<(u64, u64), Node>,
     scan: Prefetcher,
     pub cancel: Cancel<'a>,
@@ -72,13 +56,14 @@ impl<'a> Walker<'a> {
         progress: &'a Progress,
         force_reread: bool,
         cancel: Cancel<'a>,
+        asm: Assembler<'a, 'a>,
     ) -> Self {
         Walker {
             vault,
+            asm,
             jobs,
             batch: Vec::new(),
             batch_bytes: 0,
-            slots: Vec::new(),
             skipped: Vec::new(),
             progress,
             force_reread,
@@ -220,7 +205,9 @@ impl<'a> Walker<'a> {
                 children.push(node);
             }
         }
-        Ok(Node::Dir(entry, children))
+        let node = self.asm.close(entry, children);
+        self.asm.pump()?;
+        Ok(node)
     }
 
     /// A disk image or block device, stored as one regular file whatever its type.
@@ -260,7 +247,17 @@ impl<'a> Walker<'a> {
         let key = (entry.dev, entry.ino);
         if entry.nlink > 1 {
             if let Some(prev) = self.links.get(&key) {
-                return Some(share_link(prev, entry));
+                return Some(match prev {
+                    Node::File(_, slot) => {
+                        self.asm.add_user(*slot);
+                        Node::File(entry, *slot)
+                    }
+                    Node::Done(p) => {
+                        entry.content = p.content.clone();
+                        Node::Done(entry)
+                    }
+                    Node::Dir(_) => Node::Done(entry),
+                });
             }
         }
         if let Some(p) = parent.filter(|p| {
@@ -294,14 +291,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        let slot = self.slots.len();
-        self.slots.push(Slot {
-            path: path.to_path_buf(),
-            segs: (0..inputs.len()).map(|_| None).collect(),
-            pending: inputs.len(),
-            error: None,
-            whole_read: None,
-        });
+        let slot = self.asm.new_slot(path.to_path_buf(), inputs.len());
         for (seg, input) in inputs.into_iter().enumerate() {
             let bytes = match &input {
                 Input::Range(_, _, len) => *len,
@@ -333,29 +323,15 @@ impl<'a> Walker<'a> {
     }
 
     fn remember_link(&mut self, key: (u64, u64), node: &Node) {
-        let (Node::File(e, _) | Node::Done(e)) = node else {
-            return;
+        let copy = match node {
+            Node::File(e, s) if e.nlink > 1 => {
+                self.asm.add_user(*s);
+                Node::File(e.clone(), *s)
+            }
+            Node::Done(e) if e.nlink > 1 => Node::Done(e.clone()),
+            _ => return,
         };
-        if e.nlink > 1 {
-            let copy = match node {
-                Node::File(e, s) => Node::File(e.clone(), *s),
-                Node::Done(e) => Node::Done(e.clone()),
-                Node::Dir(..) => return,
-            };
-            self.links.insert(key, copy);
-        }
-    }
-}
-
-/// A later hard link to a file already seen: same content, its own name.
-fn share_link(prev: &Node, mut entry: Entry) -> Node {
-    match prev {
-        Node::File(_, slot) => Node::File(entry, *slot),
-        Node::Done(p) => {
-            entry.content = p.content.clone();
-            Node::Done(entry)
-        }
-        Node::Dir(..) => Node::Done(entry),
+        self.links.insert(key, copy);
     }
 }
 
