@@ -139,17 +139,69 @@ fn timespec(ns: i64) -> rustix::fs::Timespec {
     }
 }
 
-/// As [`apply_metadata`], on an open regular file (no path lookups; owner changed only when it
-/// differs from the creating process's).
-pub fn apply_metadata_fd(f: &File, e: &Entry, as_root: bool) -> std::io::Result<()> {
+/// Who restores, read once per restore: it decides which metadata calls a new file needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Creds {
+    pub as_root: bool,
+    euid: u32,
+    egid: u32,
+    /// The process's umask (all bits when unknown, so that every mode is set explicitly).
+    umask: u32,
+}
+
+impl Creds {
+    pub fn current() -> Creds {
+        // Reading the umask with umask(2) would change it for every thread for a moment.
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o7777);
+        let euid = rustix::process::geteuid();
+        Creds {
+            as_root: euid.is_root(),
+            euid: euid.as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            umask,
+        }
+    }
+
+    /// The mode to create a regular file with, and whether that is already its final mode.
+    /// Plain permission bits the umask leaves alone are given at creation (one system call
+    /// less per file: most of a small-file restore is system calls); set-id and sticky bits
+    /// are set afterwards, after the owner (chown clears them).
+    pub fn create_mode(&self, e: &Entry) -> (u32, bool) {
+        if e.mode & 0o7000 == 0 && e.mode & self.umask == 0 {
+            (e.mode, true)
+        } else {
+            (0o600, false)
+        }
+    }
+
+    fn owner_differs(&self, e: &Entry) -> bool {
+        e.uid != self.euid || e.gid != self.egid
+    }
+}
+
+/// As [`apply_metadata`], on an open regular file created by `creds` (no path lookups; owner
+/// changed only when it differs from the creator's; mode only when it was not given at
+/// creation).
+pub fn apply_metadata_fd(
+    f: &File,
+    e: &Entry,
+    creds: &Creds,
+    mode_given: bool,
+) -> std::io::Result<()> {
     use rustix::fs::{fchmod, futimens, Mode, Timestamps};
-    if as_root
-        && (e.uid != rustix::process::geteuid().as_raw()
-            || e.gid != rustix::process::getegid().as_raw())
-    {
+    if creds.as_root && creds.owner_differs(e) {
         std::os::unix::fs::fchown(f, Some(e.uid), Some(e.gid))?;
     }
-    fchmod(f, Mode::from_raw_mode(e.mode))?;
+    if !mode_given {
+        fchmod(f, Mode::from_raw_mode(e.mode))?;
+    }
     let ts = Timestamps {
         last_access: timespec(e.mtime),
         last_modification: timespec(e.mtime),

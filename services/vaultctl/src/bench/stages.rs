@@ -408,10 +408,16 @@ mod tests {
             r.filter(|&i| taken[i]).map(|i| sizes[i]).sum::<u64>()
         };
         let all = bytes(0..1000);
-        assert!(all <= total / 3 + 1 && all + 10 >= total / 3, "{all} of {total}");
+        assert!(
+            all <= total / 3 + 1 && all + 10 >= total / 3,
+            "{all} of {total}"
+        );
         for q in 0..4 {
             let part = bytes(q * 250..(q + 1) * 250);
-            assert!(part * 4 + 40 >= all && part * 4 <= all + 40, "quarter {q}: {part} of {all}");
+            assert!(
+                part * 4 + 40 >= all && part * 4 <= all + 40,
+                "quarter {q}: {part} of {all}"
+            );
         }
         let mut everything = Spread::new(total * 2, total);
         assert!(sizes.iter().all(|&n| everything.take(n)));

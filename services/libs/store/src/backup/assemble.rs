@@ -311,7 +311,12 @@ impl<'a, 'v> Assembler<'a, 'v> {
                     (s.segs, s.error, s.whole_read, s.path)
                 } else {
                     // A hard link whose other names still need the slot.
-                    (s.segs.clone(), s.error.clone(), s.whole_read, s.path.clone())
+                    (
+                        s.segs.clone(),
+                        s.error.clone(),
+                        s.whole_read,
+                        s.path.clone(),
+                    )
                 };
                 if let Some(error) = error {
                     self.skipped.push(Skipped {

@@ -503,7 +503,10 @@ fn trees_are_assembled_as_the_walk_goes() {
     for d in [0, 77, 149] {
         let p = format!("d{d:03}/sub/f039");
         let want = std::fs::read(src.join(&p)).expect("source");
-        assert_eq!(std::fs::read(target.join("src").join(&p)).expect("restored"), want);
+        assert_eq!(
+            std::fs::read(target.join("src").join(&p)).expect("restored"),
+            want
+        );
     }
     let a = std::fs::metadata(target.join("src/d000/sub/f000")).expect("first name");
     let b = std::fs::metadata(target.join("src/d149/link")).expect("second name");

@@ -13,16 +13,15 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::aligned::{Aligned, ALIGN};
 use super::WriteFile;
 
-/// Alignment that satisfies both 512-byte and 4 KiB logical-sector devices.
-const ALIGN: usize = 4096;
 /// Staging capacity: a pack writer hands over about 1 MiB at a time.
 const CAP: usize = 4 << 20;
 
 /// Whether `O_DIRECT` pack writes are allowed in this process.
 /// `TIERVAULT_NO_DIRECT=1` forces buffered writes (tests run both).
-pub(super) fn allowed() -> bool {
+pub fn allowed() -> bool {
     std::env::var_os("TIERVAULT_NO_DIRECT").is_none_or(|v| v == "0")
 }
 
@@ -44,36 +43,34 @@ pub(super) fn create(path: &Path) -> io::Result<Option<DirectFile>> {
     }
 }
 
+/// Open an existing file for `O_DIRECT` writes next to a buffered descriptor (restores write
+/// the aligned middle of large files through it); `None` when not allowed in this process or
+/// refused by the file system.
+pub fn open_write(path: &Path) -> io::Result<Option<File>> {
+    if !allowed() {
+        return Ok(None);
+    }
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            warn_once(path, &e);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn warn_once(path: &Path, e: &io::Error) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::info!(
-            "O_DIRECT refused for {} ({e}): pack data goes through the page cache",
+            "O_DIRECT refused for {} ({e}): data goes through the page cache",
             path.display()
         );
-    }
-}
-
-/// A heap buffer whose usable part starts on an `ALIGN` boundary (no unsafe allocation:
-/// over-allocate and skip to the first aligned byte).
-struct Aligned {
-    raw: Vec<u8>,
-    start: usize,
-}
-
-impl Aligned {
-    fn new() -> Aligned {
-        let raw = vec![0u8; CAP + ALIGN];
-        let start = raw.as_ptr().align_offset(ALIGN);
-        Aligned { raw, start }
-    }
-
-    fn get(&self) -> &[u8] {
-        &self.raw[self.start..self.start + CAP]
-    }
-
-    fn get_mut(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + CAP]
     }
 }
 
@@ -93,7 +90,7 @@ impl DirectFile {
     fn new(file: File) -> DirectFile {
         DirectFile {
             file,
-            buf: Aligned::new(),
+            buf: Aligned::new(CAP),
             len: 0,
             pos: 0,
             direct: true,

@@ -7,10 +7,12 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-mod direct;
+mod aligned;
+pub(crate) mod direct;
 mod plain;
 mod uring;
 
+pub(crate) use aligned::{Aligned, ALIGN};
 pub use plain::PlainIo;
 
 /// File-system operations whose order decides crash safety.
