@@ -141,6 +141,14 @@ fn warm(dir: &Path) {
     }
 }
 
+/// The bytes a vault or repository holds, without derived caches: a vault's `index.cache/`
+/// is rebuilt from its packs and index parts (`vaultctl index rebuild`) as restic rebuilds
+/// its cache, which lives outside the repository (`--cache-dir`) and is not counted either.
+fn repo_bytes(repo: &Path) -> u64 {
+    let all = dir_bytes(repo).unwrap_or(0);
+    all.saturating_sub(dir_bytes(&repo.join("index.cache")).unwrap_or(0))
+}
+
 /// `MemFree` of /proc/meminfo in bytes (0 when unknown).
 fn mem_free() -> u64 {
     fs::read_to_string("/proc/meminfo")
@@ -246,11 +254,11 @@ impl Suite {
         if logical > 0 {
             recycle_memory(logical + RECYCLE_SLACK);
         }
-        let before = dir_bytes(repo).unwrap_or(0);
+        let before = repo_bytes(repo);
         let res = self
             .log_path(run, dataset, tool, step)
             .and_then(|log| run_measured(&cmd, &log));
-        let after = dir_bytes(repo).unwrap_or(0);
+        let after = repo_bytes(repo);
         let m = match res {
             Ok(r) => {
                 let wall = r.wall.as_secs_f64();

@@ -49,6 +49,10 @@ struct Closed {
     index: usize,
     entry: Entry,
     children: Vec<Node>,
+    /// The parent snapshot's tree of this directory: when the new one turns out equal, its
+    /// id is reused (no encoding, hashing or lookup; most directories of an incremental
+    /// backup are unchanged).
+    parent: Option<(Id, Tree)>,
     /// Children before this one are known to be complete.
     ready: usize,
 }
@@ -147,13 +151,14 @@ impl<'a, 'v> Assembler<'a, 'v> {
     }
 
     /// The walk has visited all of a directory: it is finished once its files are.
-    pub fn close(&mut self, entry: Entry, children: Vec<Node>) -> Node {
+    pub fn close(&mut self, entry: Entry, children: Vec<Node>, parent: Option<(Id, Tree)>) -> Node {
         let index = self.next_dir;
         self.next_dir += 1;
         self.closed.push_back(Closed {
             index,
             entry,
             children,
+            parent,
             ready: 0,
         });
         Node::Dir(index)
@@ -215,8 +220,14 @@ impl<'a, 'v> Assembler<'a, 'v> {
                 break;
             };
             let mut entry = dir.entry;
-            let entries = self.entries(dir.children)?;
-            entry.subtree = Some(self.store_tree(Tree::new(entries))?);
+            let tree = Tree::new(self.entries(dir.children)?);
+            entry.subtree = Some(match dir.parent {
+                Some((id, before)) if before == tree => {
+                    self.refs.push(id);
+                    id
+                }
+                _ => self.store_tree(tree)?,
+            });
             self.summary.dirs += 1;
             self.built.insert(dir.index, entry);
         }

@@ -163,7 +163,7 @@ impl<'a> Walker<'a> {
             .and_then(|p| p.subtree)
         {
             Some(id) => match self.vault.read_tree(&id) {
-                Ok(t) => Some(t),
+                Ok(t) => Some((id, t)),
                 Err(e) => {
                     // A damaged parent only costs change detection: read everything below.
                     tracing::warn!(
@@ -200,12 +200,12 @@ impl<'a> Walker<'a> {
             let child = path.join(&l.name);
             let pe = parent_tree
                 .as_ref()
-                .and_then(|t: &Tree| t.find(l.name.as_bytes()));
+                .and_then(|(_, t): &(_, Tree)| t.find(l.name.as_bytes()));
             if let Some(node) = self.visit_listed(&child, l, pe)? {
                 children.push(node);
             }
         }
-        let node = self.asm.close(entry, children);
+        let node = self.asm.close(entry, children, parent_tree);
         self.asm.pump()?;
         Ok(node)
     }

@@ -14,10 +14,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::aligned::{Aligned, ALIGN};
+use super::uring::DirectQueue;
 use super::WriteFile;
 
-/// Staging capacity: a pack writer hands over about 1 MiB at a time.
-const CAP: usize = 4 << 20;
+/// Staging capacity, and the size of each queued write: a pack writer hands over about 1 MiB
+/// at a time.
+const CAP: usize = 2 << 20;
 
 /// Whether `O_DIRECT` pack writes are allowed in this process.
 /// `TIERVAULT_NO_DIRECT=1` forces buffered writes (tests run both).
@@ -84,10 +86,22 @@ pub(super) struct DirectFile {
     /// False once the file system refused an aligned write: from then on plain `pwrite`.
     direct: bool,
     free: Option<Vec<u8>>,
+    /// Full buffers written asynchronously (`None`: io_uring unavailable, synchronous
+    /// direct writes of what is staged after each `write_at`).
+    queue: Option<DirectQueue>,
+    /// Buffers whose writes have finished, for reuse.
+    spare: Vec<Aligned>,
 }
+
+/// Writes in flight per pack file (each of `CAP` bytes).
+const DEPTH: u32 = 2;
 
 impl DirectFile {
     fn new(file: File) -> DirectFile {
+        Self::with_queue(file, DirectQueue::new(DEPTH))
+    }
+
+    fn with_queue(file: File, queue: Option<DirectQueue>) -> DirectFile {
         DirectFile {
             file,
             buf: Aligned::new(CAP),
@@ -95,6 +109,8 @@ impl DirectFile {
             pos: 0,
             direct: true,
             free: None,
+            queue,
+            spare: Vec::new(),
         }
     }
 
@@ -104,6 +120,9 @@ impl DirectFile {
         if n == 0 {
             return Ok(());
         }
+        if self.queue.is_some() {
+            return self.submit();
+        }
         self.write_direct(n)?;
         if !self.direct {
             return Ok(());
@@ -111,6 +130,86 @@ impl DirectFile {
         self.pos += n as u64;
         self.buf.get_mut().copy_within(n..self.len, 0);
         self.len -= n;
+        Ok(())
+    }
+
+    /// Queue the aligned prefix of the staged bytes and stage on in a free buffer.
+    fn submit(&mut self) -> io::Result<()> {
+        let mut next = self.free_buffer()?;
+        // Waiting for a buffer may have found a refused write and gone buffered.
+        let n = self.len / ALIGN * ALIGN;
+        if !self.direct || n == 0 {
+            self.spare.push(next);
+            return Ok(());
+        }
+        next.get_mut()[..self.len - n].copy_from_slice(&self.buf.get()[n..self.len]);
+        let full = std::mem::replace(&mut self.buf, next);
+        if let Some(q) = &mut self.queue {
+            q.submit(&self.file, self.pos, full, n)?;
+        }
+        self.pos += n as u64;
+        self.len -= n;
+        Ok(())
+    }
+
+    /// A buffer no write is using: a spare one, a new one while the queue has room, else the
+    /// first to finish.
+    fn free_buffer(&mut self) -> io::Result<Aligned> {
+        loop {
+            if let Some(b) = self.spare.pop() {
+                return Ok(b);
+            }
+            match &self.queue {
+                Some(q) if q.is_full() => self.reap(1)?,
+                _ => return Ok(Aligned::new(CAP)),
+            }
+        }
+    }
+
+    /// Take finished writes (waiting for at least `min`); a write the file system refused
+    /// is done again buffered, and so is everything after it.
+    fn reap(&mut self, min: usize) -> io::Result<()> {
+        let Some(q) = &mut self.queue else {
+            return Ok(());
+        };
+        let done = q.reap(&self.file, min)?;
+        let mut first_err = None;
+        for c in done {
+            match c.error {
+                None => {}
+                Some(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    if self.direct {
+                        self.clear_direct(&e)?;
+                    }
+                    if let Err(e) = self.file.write_all_at(&c.buf.get()[..c.len], c.offset) {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                Some(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+            self.spare.push(c.buf);
+        }
+        if !self.direct && self.len > 0 {
+            // What is staged goes out buffered too.
+            if let Err(e) = self
+                .file
+                .write_all_at(&self.buf.get()[..self.len], self.pos)
+            {
+                first_err.get_or_insert(e);
+            }
+            self.pos += self.len as u64;
+            self.len = 0;
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Wait for every queued write.
+    fn drain(&mut self) -> io::Result<()> {
+        while self.queue.as_ref().is_some_and(|q| !q.is_empty()) {
+            self.reap(1)?;
+        }
         Ok(())
     }
 
@@ -124,11 +223,18 @@ impl DirectFile {
         }
     }
 
-    fn fall_back_to_buffered(&mut self, why: &io::Error) -> io::Result<()> {
+    fn clear_direct(&mut self, why: &io::Error) -> io::Result<()> {
         let flags = rustix::fs::fcntl_getfl(&self.file)?;
         rustix::fs::fcntl_setfl(&self.file, flags - rustix::fs::OFlags::DIRECT)?;
         self.direct = false;
         tracing::info!("an O_DIRECT write was refused ({why}): writing this pack buffered");
+        Ok(())
+    }
+
+    fn fall_back_to_buffered(&mut self, why: &io::Error) -> io::Result<()> {
+        if self.direct {
+            self.clear_direct(why)?;
+        }
         self.file
             .write_all_at(&self.buf.get()[..self.len], self.pos)?;
         self.pos += self.len as u64;
@@ -159,6 +265,7 @@ impl WriteFile for DirectFile {
         if offset != self.pos + self.len as u64 {
             // Only front-to-back writing keeps the staging simple; anything else is written
             // buffered (no caller does this today).
+            self.drain()?;
             if self.direct {
                 self.fall_back_to_buffered(&io::Error::other("write out of sequence"))?;
             }
@@ -168,9 +275,13 @@ impl WriteFile for DirectFile {
             return Ok(());
         }
         self.stage(&buf)?;
-        if self.direct {
+        // Queued writes go out in whole buffers (`stage` submits each full one); synchronous
+        // ones as soon as an aligned run is staged.
+        if self.direct && self.queue.is_none() {
             self.write_aligned()?;
         }
+        // Take whatever finished meanwhile, without waiting.
+        self.reap(0)?;
         self.free = Some(buf);
         Ok(())
     }
@@ -180,6 +291,7 @@ impl WriteFile for DirectFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        self.drain()?;
         if self.direct && self.len > 0 {
             // The tail block goes out zero-padded; set_len cuts the padding and the fsync
             // below makes the length durable together with the data.
@@ -199,6 +311,26 @@ impl WriteFile for DirectFile {
 mod tests {
     use super::*;
 
+    /// The file at `path` opened for direct writes, queued through io_uring (`queued`) or
+    /// synchronous; `None` (with a note) where either is unavailable.
+    fn open(path: &Path, queued: bool) -> Option<DirectFile> {
+        let Some(f) = create(path).expect("open") else {
+            eprintln!("SKIP: the file system under the temp dir refuses O_DIRECT");
+            return None;
+        };
+        let queue = if queued {
+            let q = DirectQueue::new(DEPTH);
+            if q.is_none() {
+                eprintln!("SKIP: io_uring is unavailable here");
+                return None;
+            }
+            q
+        } else {
+            None
+        };
+        Some(DirectFile::with_queue(f.file, queue))
+    }
+
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
         (0..n)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -207,10 +339,15 @@ mod tests {
 
     #[test]
     fn unaligned_sequential_writes_read_back_exactly() {
+        for queued in [false, true] {
+            unaligned_sequential_writes(queued);
+        }
+    }
+
+    fn unaligned_sequential_writes(queued: bool) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pack");
-        let Some(mut f) = create(&path).expect("open") else {
-            eprintln!("SKIP: the file system under the temp dir refuses O_DIRECT");
+        let Some(mut f) = open(&path, queued) else {
             return;
         };
         let mut want = Vec::new();
@@ -236,10 +373,12 @@ mod tests {
     #[test]
     fn aligned_total_needs_no_padding_and_empty_file_stays_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for total in [0usize, ALIGN, 2 * CAP] {
-            let path = dir.path().join(format!("p{total}"));
-            let Some(mut f) = create(&path).expect("open") else {
-                eprintln!("SKIP: the file system under the temp dir refuses O_DIRECT");
+        for (queued, total) in [false, true]
+            .into_iter()
+            .flat_map(|q| [0usize, ALIGN, 2 * CAP, 5 * CAP].map(|t| (q, t)))
+        {
+            let path = dir.path().join(format!("p{total}-{queued}"));
+            let Some(mut f) = open(&path, queued) else {
                 return;
             };
             if total > 0 {
@@ -252,20 +391,31 @@ mod tests {
     }
 
     #[test]
-    fn out_of_sequence_write_falls_back_fall_back_to_buffered_and_stays_correct() {
+    fn out_of_sequence_write_falls_back_to_buffered_and_stays_correct() {
+        for queued in [false, true] {
+            out_of_sequence_write(queued);
+        }
+    }
+
+    fn out_of_sequence_write(queued: bool) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pack");
-        let Some(mut f) = create(&path).expect("open") else {
-            eprintln!("SKIP: the file system under the temp dir refuses O_DIRECT");
+        let Some(mut f) = open(&path, queued) else {
             return;
         };
-        f.write_at(0, pattern(10_000, 1)).expect("write");
-        f.write_at(20_000, pattern(100, 2)).expect("write");
-        f.write_at(10_000, pattern(10_000, 3)).expect("write");
+        // With a queue, whole buffers are in flight when the odd write comes.
+        f.write_at(0, pattern(3 * CAP, 9)).expect("write");
+        f.write_at(3 * CAP as u64, pattern(10_000, 1))
+            .expect("write");
+        let base = 3 * CAP as u64;
+        f.write_at(base + 20_000, pattern(100, 2)).expect("write");
+        f.write_at(base + 10_000, pattern(10_000, 3))
+            .expect("write");
         f.sync().expect("sync");
         assert!(!f.direct);
         drop(f);
-        let mut want = pattern(10_000, 1);
+        let mut want = pattern(3 * CAP, 9);
+        want.extend(pattern(10_000, 1));
         want.extend(pattern(10_000, 3));
         want.extend(pattern(100, 2));
         assert_eq!(std::fs::read(&path).expect("read"), want);
