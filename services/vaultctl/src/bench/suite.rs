@@ -169,13 +169,20 @@ fn rm(path: &Path) {
     }
 }
 
+/// restic's cache directory for repository `repo`: beside it, removed with it.
+fn restic_cache(repo: &Path) -> PathBuf {
+    repo.with_extension("cache")
+}
+
 fn rel_to_root(p: &Path) -> &Path {
     p.strip_prefix("/").unwrap_or(p)
 }
 
 impl Suite {
-    fn run_dir(&self) -> PathBuf {
-        self.root.join("run")
+    /// Where run `run` works. Each run has its own: the restored trees stay until the bench
+    /// ends (see `run_tree`).
+    fn run_dir(&self, run: usize) -> PathBuf {
+        self.root.join("run").join(run.to_string())
     }
 
     fn log_path(&self, run: usize, dataset: &str, tool: &str, step: &str) -> Result<PathBuf> {
@@ -204,7 +211,7 @@ impl Suite {
         c.arg("-r")
             .arg(repo)
             .arg("--cache-dir")
-            .arg(self.run_dir().join("restic-cache"))
+            .arg(restic_cache(repo))
             .arg("-q")
             .env("RESTIC_PASSWORD", PASSPHRASE)
             .env_remove("RESTIC_REPOSITORY")
@@ -295,7 +302,8 @@ impl Suite {
         ok
     }
 
-    /// A timed restore followed by a content check of `restored` against `expected`.
+    /// A timed restore followed by a content check of `restored` against `expected`. The
+    /// caller removes `target`.
     #[allow(clippy::too_many_arguments)]
     fn restore_step(
         &mut self,
@@ -349,7 +357,6 @@ impl Suite {
                 self.report.errors.push(msg);
             }
         }
-        rm(target);
     }
 
     fn init_ours(&mut self, run: usize, dataset: &str, tool: &str, vault: &Path) -> bool {
@@ -420,7 +427,7 @@ impl Suite {
 
     /// Tree: first, unchanged and incremental backups and a restore, ours and restic.
     pub fn run_tree(&mut self, run: usize, pristine: &Path, spec: &TreeSpec) -> Result<()> {
-        let rd = self.run_dir();
+        let rd = self.run_dir(run);
         let work = rd.join("tree");
         self.progress.set(format!(
             "run {run}/{}: tree: copying the pristine tree",
@@ -529,7 +536,12 @@ impl Suite {
             let restored = target.join(rel_to_root(&work));
             self.restore_step(run, TREE, RESTIC, c, &repo, &target, &restored, &expected);
         }
-        for p in [&ours_v, &repo, &work, &rd.join("restic-cache")] {
+        // The work tree and both restored trees (60,000 files each) stay until the bench ends.
+        // Creating many files soon after deleting many is slow on ext4 (its inode allocator
+        // skips inodes deleted in the last minute, reading their inode blocks: five restores
+        // of the tree in a row, each target deleted before the next, took 1.9, 4.9, 8.5,
+        // 12.5 and 13.0 s), and whichever restore came after a deletion paid for it.
+        for p in [&ours_v, &repo, &restic_cache(&repo)] {
             rm(p);
         }
         Ok(())
@@ -537,7 +549,7 @@ impl Suite {
 
     /// Image: as a file inside a directory (ours and restic) and with `backup --image` (ours).
     pub fn run_image(&mut self, run: usize, pristine: &Path, spec: &ImageSpec) -> Result<()> {
-        let rd = self.run_dir();
+        let rd = self.run_dir(run);
         let dir = rd.join("img");
         let file = dir.join("disk.img");
         self.progress.set(format!(
@@ -622,6 +634,7 @@ impl Suite {
                 &target.join("img"),
                 &expected_dir,
             );
+            rm(&target);
         }
         if of {
             let target = rd.join("restore-ours-image-file");
@@ -637,6 +650,7 @@ impl Suite {
                 &target.join("disk.img"),
                 &expected_file,
             );
+            rm(&target);
         }
         if let Some(exe) = restic {
             let target = rd.join("restore-restic-image");
@@ -653,8 +667,9 @@ impl Suite {
                 &restored,
                 &expected_dir,
             );
+            rm(&target);
         }
-        for p in [&vd, &vf, &repo, &dir, &rd.join("restic-cache")] {
+        for p in [&vd, &vf, &repo, &dir, &restic_cache(&repo)] {
             rm(p);
         }
         Ok(())
