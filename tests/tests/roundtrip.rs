@@ -151,6 +151,54 @@ fn large_sparse_file_in_a_tree_roundtrips_direct_and_buffered() {
     }
 }
 
+/// A restore by an unprivileged user gives a read-only file its xattr and its mode: the mode
+/// comes after the xattr (a user xattr needs write permission), content through the open
+/// descriptor.
+#[test]
+fn read_only_file_with_an_xattr_restores_as_a_user() {
+    const NOBODY: u32 = 65534;
+    let root = fsx::is_root();
+    if root && !common::cli::can_run_as(NOBODY, NOBODY) {
+        return common::skip("running as root but cannot switch to uid 65534");
+    }
+    let vault = if root {
+        Vault::as_user(NOBODY, NOBODY)
+    } else {
+        Vault::new()
+    };
+    let src = vault.scratch("src");
+    fs::create_dir(&src).expect("mkdir");
+    let file = src.join("ro.txt");
+    fs::write(&file, b"read me, do not change me").expect("write");
+    if !fsx::set_xattr(&file, b"user.ticket", b"123").expect("setting an xattr") {
+        return common::skip("the temporary directory's file system has no user xattrs");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o444)).expect("chmod");
+    if root {
+        for p in [&src, &file] {
+            std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).expect("chown");
+        }
+    }
+    vault.backup(&[&src]);
+    let target = vault.scratch("restored");
+    fs::create_dir(&target).expect("mkdir");
+    if root {
+        std::os::unix::fs::chown(&target, Some(NOBODY), Some(NOBODY)).expect("chown target");
+    }
+    vault.restore("latest", &target);
+    let back = target.join("src/ro.txt");
+    assert_eq!(fs::read(&back).expect("read"), b"read me, do not change me");
+    let mode = fs::metadata(&back).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o444, "mode of the restored file");
+    let x = fsx::xattrs(&back).expect("xattrs");
+    assert_eq!(
+        x.get(b"user.ticket".as_slice()).map(Vec::as_slice),
+        Some(b"123".as_slice()),
+        "xattrs of the restored file: {x:?}"
+    );
+}
+
 #[test]
 fn restore_path_restores_only_that_subtree() {
     let vault = Vault::new();

@@ -171,10 +171,12 @@ impl Creds {
 
     /// The mode to create a regular file with, and whether that is already its final mode.
     /// Plain permission bits the umask leaves alone are given at creation (one system call
-    /// less per file: most of a small-file restore is system calls); set-id and sticky bits
-    /// are set afterwards, after the owner (chown clears them).
+    /// less per file: most of a small-file restore is system calls). Set-id and sticky bits
+    /// come afterwards, after the owner (chown clears them), and so does the mode of a file
+    /// with xattrs (setting a user xattr needs write permission, which the final mode may
+    /// not give).
     pub fn create_mode(&self, e: &Entry) -> (u32, bool) {
-        if e.mode & 0o7000 == 0 && e.mode & self.umask == 0 {
+        if e.mode & 0o7000 == 0 && e.mode & self.umask == 0 && e.xattrs.is_empty() {
             (e.mode, true)
         } else {
             (0o600, false)
@@ -226,4 +228,39 @@ pub fn apply_metadata(path: &Path, e: &Entry, as_root: bool) -> std::io::Result<
     };
     utimensat(CWD, path, &ts, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(mode: u32, xattrs: bool) -> Entry {
+        let mut e = entry_from(b"f", &std::fs::metadata("/").expect("stat /"));
+        e.kind = NodeType::File;
+        e.mode = mode;
+        if xattrs {
+            e.xattrs.push((
+                ByteBuf::from(b"user.a".to_vec()),
+                ByteBuf::from(b"1".to_vec()),
+            ));
+        }
+        e
+    }
+
+    #[test]
+    fn only_plain_modes_without_xattrs_are_given_at_creation() {
+        let c = Creds {
+            as_root: false,
+            euid: 1000,
+            egid: 1000,
+            umask: 0o022,
+        };
+        assert_eq!(c.create_mode(&file(0o644, false)), (0o644, true));
+        assert_eq!(c.create_mode(&file(0o444, false)), (0o444, true));
+        // The umask would clear bits, a set-id bit must follow the owner, a read-only file
+        // with xattrs must stay writable until they are set.
+        assert_eq!(c.create_mode(&file(0o666, false)), (0o600, false));
+        assert_eq!(c.create_mode(&file(0o4755, false)), (0o600, false));
+        assert_eq!(c.create_mode(&file(0o444, true)), (0o600, false));
+    }
 }

@@ -33,14 +33,14 @@ pub enum Node {
 }
 
 /// A file being read by the workers.
-pub struct Slot {
-    pub path: PathBuf,
-    pub segs: Vec<Option<Vec<ChunkRef>>>,
+struct Slot {
+    path: PathBuf,
+    segs: Vec<Option<Vec<ChunkRef>>>,
     /// Segments queued and not yet returned.
-    pub pending: usize,
-    pub error: Option<String>,
+    pending: usize,
+    error: Option<String>,
     /// Bytes read by a whole-file job (the file may have changed since its stat).
-    pub whole_read: Option<u64>,
+    whole_read: Option<u64>,
     /// Nodes (and the hard-link table) that still need the slot.
     users: usize,
 }
