@@ -67,6 +67,23 @@ fn filter(include: &[&str], exclude: &[&str]) -> Filter {
     Filter::new(&s(include), &s(exclude)).expect("valid patterns")
 }
 
+/// Restore all of `snap` under `target` with two workers; nothing may be damaged.
+fn restore_undamaged(vault: &Vault, snap: &Snapshot, target: &Path) {
+    let report = restore::restore(
+        vault,
+        snap,
+        None,
+        &restore::Target::Dir(target.to_path_buf()),
+        &restore::Options {
+            overwrite: false,
+            threads: 2,
+        },
+        &restore::Progress::default(),
+    )
+    .expect("restore");
+    assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+}
+
 /// Every path in the snapshot ("src/a/b"; non-UTF-8 bytes lossily), with "/" after dirs.
 fn paths(vault: &Vault, snap: &Snapshot) -> Vec<String> {
     fn walk(vault: &Vault, id: &crate::id::Id, prefix: &str, out: &mut Vec<String>) {
@@ -383,20 +400,7 @@ fn cancelled_backup_leaves_a_sound_vault_and_its_data_reusable() {
     let report = verify::verify(&vault, &vopts, &verify::Progress::default()).expect("verify");
     assert!(report.ok(), "damage after a cancel: {:?}", report.damage);
     let out = tmp.path().join("restored");
-    let ropts = restore::Options {
-        overwrite: false,
-        threads: 2,
-    };
-    let r = restore::restore(
-        &vault,
-        &prev_snap,
-        None,
-        &restore::Target::Dir(out.clone()),
-        &ropts,
-        &restore::Progress::default(),
-    )
-    .expect("restore");
-    assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+    restore_undamaged(&vault, &prev_snap, &out);
     for f in ["a.bin", "b.txt"] {
         assert!(
             std::fs::read(out.join("prev").join(f)).expect("restored file")
@@ -487,19 +491,7 @@ fn trees_are_assembled_as_the_walk_goes() {
     let listed = paths(&vault, &snap);
     assert_eq!(listed.len(), total + 2, "{:?}", &listed[..5]);
     let target = tmp.path().join("restored");
-    let report = restore::restore(
-        &vault,
-        &snap,
-        None,
-        &restore::Target::Dir(target.clone()),
-        &restore::Options {
-            overwrite: false,
-            threads: 2,
-        },
-        &restore::Progress::default(),
-    )
-    .expect("restore");
-    assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+    restore_undamaged(&vault, &snap, &target);
     for d in [0, 77, 149] {
         let p = format!("d{d:03}/sub/f039");
         let want = std::fs::read(src.join(&p)).expect("source");

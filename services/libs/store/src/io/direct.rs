@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::aligned::{Aligned, ALIGN};
-use super::uring::DirectQueue;
+use super::uring::{direct_queue, Queue};
 use super::WriteFile;
 
 /// Staging capacity, and the size of each queued write: a pack writer hands over about 1 MiB
@@ -77,6 +77,10 @@ fn warn_once(path: &Path, e: &io::Error) {
 }
 
 pub(super) struct DirectFile {
+    /// Full buffers written asynchronously (`None`: io_uring unavailable, synchronous
+    /// direct writes of what is staged after each `write_at`). First, so it is dropped
+    /// (waiting for its writes) before the file is closed.
+    queue: Option<Queue<Aligned>>,
     file: File,
     buf: Aligned,
     /// Bytes staged in `buf`; they belong at file offset `pos`.
@@ -86,9 +90,6 @@ pub(super) struct DirectFile {
     /// False once the file system refused an aligned write: from then on plain `pwrite`.
     direct: bool,
     free: Option<Vec<u8>>,
-    /// Full buffers written asynchronously (`None`: io_uring unavailable, synchronous
-    /// direct writes of what is staged after each `write_at`).
-    queue: Option<DirectQueue>,
     /// Buffers whose writes have finished, for reuse.
     spare: Vec<Aligned>,
 }
@@ -98,10 +99,10 @@ const DEPTH: u32 = 2;
 
 impl DirectFile {
     fn new(file: File) -> DirectFile {
-        Self::with_queue(file, DirectQueue::new(DEPTH))
+        Self::with_queue(file, direct_queue(DEPTH))
     }
 
-    fn with_queue(file: File, queue: Option<DirectQueue>) -> DirectFile {
+    fn with_queue(file: File, queue: Option<Queue<Aligned>>) -> DirectFile {
         DirectFile {
             file,
             buf: Aligned::new(CAP),
@@ -319,7 +320,7 @@ mod tests {
             return None;
         };
         let queue = if queued {
-            let q = DirectQueue::new(DEPTH);
+            let q = direct_queue(DEPTH);
             if q.is_none() {
                 eprintln!("SKIP: io_uring is unavailable here");
                 return None;
