@@ -131,6 +131,9 @@ pub enum Command {
     /// The vault's data directories (one per data array): list, add, mark a replaced one
     #[command(subcommand)]
     DataDir(DataDirCmd),
+    /// The vault's keys (passphrases and key files): list, add, remove, replace one
+    #[command(subcommand, after_long_help = KEY_EXAMPLES)]
+    Key(KeyCmd),
     /// The disk pool: md RAID arrays from the tier's plan — status, provision, replace, scrub
     #[command(subcommand)]
     Pool(crate::cmd::pool::PoolCmd),
@@ -152,6 +155,20 @@ pub enum IndexCmd {
     /// vault stays usable meanwhile
     Rebuild,
 }
+
+const KEY_EXAMPLES: &str = "\
+Examples:
+  vaultctl key list                               # needs no secret
+  VAULT_NEW_PASSPHRASE='the new one' vaultctl key passwd     # opens with $VAULT_PASSPHRASE
+  vaultctl key add --new-key-file /root/vault.key # a second way in (created when absent)
+  vaultctl --key-file /root/vault.key key remove 3f2a...     # by name, from `key list`
+
+Every key wraps the same master key, so adding or removing one rewrites no data. The new
+passphrase comes from --new-passphrase-file, else $VAULT_NEW_PASSPHRASE, else a prompt (asked
+twice). A key is never removed by a command opened with it, and the last key never: a mistyped
+new passphrase cannot lock the vault. `passwd` adds the new key before it removes the old.
+New passphrases get Argon2id calibrated to --kdf-time-ms on this machine, so `key passwd` also
+brings the parameters of an older key up to date.";
 
 const PROVISION_EXAMPLES: &str = "\
 Examples:
@@ -258,6 +275,37 @@ pub struct InitArgs {
     /// vault). New packs go to the usable one with the most free space.
     #[arg(long = "data-dir", value_name = "PATH")]
     pub data_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Each key: name, kind (passphrase or key file), KDF parameters, created (needs no
+    /// secret)
+    List,
+    /// Add a passphrase or key file that opens the vault as well
+    Add(NewKeyArgs),
+    /// Remove the key NAME (see `key list`); never the one this command is opened with,
+    /// never the last one
+    Remove {
+        /// The key's name, as `key list` shows it
+        name: String,
+    },
+    /// Replace the key this command is opened with by a new passphrase or key file
+    Passwd(NewKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewKeyArgs {
+    /// The new passphrase is the first line of FILE [default: $VAULT_NEW_PASSPHRASE, else
+    /// a prompt]
+    #[arg(long, value_name = "FILE", conflicts_with = "new_key_file")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// A raw key file instead of a passphrase (created with 32 random bytes when absent)
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// Target time of one derivation of the new passphrase (Argon2id), in milliseconds
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub kdf_time_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use tiervault_store::{io, load_key_file, Repo, Secret, Vault};
 
-use crate::cli::Global;
+use crate::cli::{Global, NewKeyArgs};
 
 pub fn vault_dir(g: &Global) -> PathBuf {
     g.vault.clone().unwrap_or_else(|| PathBuf::from("vault"))
@@ -18,14 +18,7 @@ pub fn secret(g: &Global, creating: bool) -> Result<Secret> {
         return load_key_file(k, creating).with_context(|| format!("key file {}", k.display()));
     }
     if let Some(f) = &g.passphrase_file {
-        let text =
-            std::fs::read(f).with_context(|| format!("reading passphrase file {}", f.display()))?;
-        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            bail!("passphrase file {} is empty", f.display());
-        }
-        return Ok(Secret::Passphrase(line.to_vec()));
+        return passphrase_file(f);
     }
     if let Some(p) = std::env::var_os("VAULT_PASSPHRASE") {
         use std::os::unix::ffi::OsStrExt;
@@ -50,6 +43,53 @@ pub fn secret(g: &Global, creating: bool) -> Result<Secret> {
         return Ok(Secret::Passphrase(p.into_bytes()));
     }
     bail!("no passphrase or key: set VAULT_PASSPHRASE, or pass --passphrase-file FILE or --key-file FILE")
+}
+
+/// The first line of a passphrase file.
+fn passphrase_file(f: &std::path::Path) -> Result<Secret> {
+    let text =
+        std::fs::read(f).with_context(|| format!("reading passphrase file {}", f.display()))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        bail!("passphrase file {} is empty", f.display());
+    }
+    Ok(Secret::Passphrase(line.to_vec()))
+}
+
+/// A new secret for `key add|passwd`: --new-key-file, --new-passphrase-file,
+/// $VAULT_NEW_PASSPHRASE or a prompt (twice).
+pub fn new_secret(a: &NewKeyArgs) -> Result<Secret> {
+    if let Some(k) = &a.new_key_file {
+        return load_key_file(k, true).with_context(|| format!("new key file {}", k.display()));
+    }
+    if let Some(f) = &a.new_passphrase_file {
+        return passphrase_file(f);
+    }
+    if let Some(p) = std::env::var_os("VAULT_NEW_PASSPHRASE") {
+        use std::os::unix::ffi::OsStrExt;
+        if p.is_empty() {
+            bail!("VAULT_NEW_PASSPHRASE is set but empty");
+        }
+        return Ok(Secret::Passphrase(p.as_bytes().to_vec()));
+    }
+    if std::io::stdin().is_terminal() {
+        let p =
+            rpassword::prompt_password("new passphrase: ").context("reading the new passphrase")?;
+        if p.is_empty() {
+            bail!("empty passphrase");
+        }
+        let again = rpassword::prompt_password("repeat new passphrase: ")
+            .context("reading the new passphrase")?;
+        if again != p {
+            bail!("the two passphrases differ");
+        }
+        return Ok(Secret::Passphrase(p.into_bytes()));
+    }
+    bail!(
+        "no new passphrase or key: set VAULT_NEW_PASSPHRASE, or pass --new-passphrase-file \
+         FILE or --new-key-file FILE"
+    )
 }
 
 pub fn open(g: &Global) -> Result<Vault> {

@@ -61,6 +61,11 @@ impl Keys {
         &self.master
     }
 
+    /// The vault these keys belong to (bound into every wrapped master key).
+    pub fn vault_id(&self) -> &[u8; 32] {
+        &self.vault_id
+    }
+
     /// Keyed BLAKE3 id of a data or meta blob's plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())

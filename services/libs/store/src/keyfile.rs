@@ -183,6 +183,23 @@ impl KeyFile {
     }
 }
 
+/// The vault's key files (`<root>/keys/<name>`), by name. Needs no secret: a key file holds
+/// only the wrapped master key and its KDF parameters.
+pub fn list_keys(root: &Path) -> Result<Vec<(String, KeyFile)>> {
+    let dir = root.join("keys");
+    let mut out = Vec::new();
+    for name in crate::repo::list_dir(&dir)? {
+        let path = dir.join(&name);
+        let raw = std::fs::read(&path).ctx("reading key file", &path)?;
+        let kf: KeyFile = serde_json::from_slice(&raw).map_err(|e| Error::BadKeyFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        out.push((name, kf));
+    }
+    Ok(out)
+}
+
 /// Read a key file given with `--key-file`, creating a new random one when `create` is set and
 /// the file does not exist.
 pub fn load_key_file(path: &Path, create: bool) -> Result<Secret> {

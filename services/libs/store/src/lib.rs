@@ -64,7 +64,7 @@ pub use index::{
     RefreshReport, DEFAULT_BUDGET as DEFAULT_INDEX_BUDGET, MIN_BUDGET as MIN_INDEX_BUDGET,
 };
 pub use ingest::Ingest;
-pub use keyfile::{load_key_file, KeyFile, Secret};
+pub use keyfile::{list_keys, load_key_file, KeyFile, Secret};
 pub use pack::{
     digest16, read_trailer, PackEntry, ENTRY_LEN as PACK_ENTRY_LEN, FOOTER_LEN as PACK_FOOTER_LEN,
 };

@@ -20,6 +20,8 @@ use crate::tree::{ChunkRef, Content, Tree};
 pub struct Vault {
     repo: Repo,
     keys: Arc<Keys>,
+    /// The key file (`keys/<name>`) the secret opened.
+    key_name: String,
 }
 
 impl std::ops::Deref for Vault {
@@ -151,14 +153,95 @@ impl Vault {
 
     /// Open an existing vault with `secret`.
     pub fn open(root: &Path, secret: &Secret, io: Arc<dyn Io>) -> Result<Vault> {
-        let (repo, master) = Repo::open_with(root, io, |vid| {
-            let master = unwrap_master(root, secret, vid)?;
-            Ok(Keys::new(master, *vid))
+        let (repo, (keys, key_name)) = Repo::open_with(root, io, |vid| {
+            let (name, master) = unwrap_master(root, secret, vid)?;
+            Ok((Keys::new(master, *vid), name))
         })?;
         Ok(Vault {
             repo,
-            keys: Arc::new(master),
+            keys: Arc::new(keys),
+            key_name,
         })
+    }
+
+    /// The key file the secret opened (a name under `keys/`).
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// Wrap the master key under `secret` in a new key file (passphrases with Argon2id
+    /// calibrated to `kdf_time`); returns its name. Either secret opens the vault from then on.
+    pub fn add_key(&self, secret: &Secret, kdf_time: std::time::Duration) -> Result<String> {
+        let vid = self.keys.vault_id();
+        let kf = KeyFile::create(secret, self.keys.master(), vid, kdf_time)?;
+        let json = serde_json::to_vec_pretty(&kf).map_err(|e| Error::Invalid(e.to_string()))?;
+        let name = PackId::random().hex();
+        let dest = self.root().join("keys").join(&name);
+        crate::io::write_atomic(&**self.io(), &self.tmp_dir().join(&name), &dest, json)
+            .ctx("writing key file", &dest)?;
+        Ok(name)
+    }
+
+    /// Remove key file `name`. Never the one this vault was opened with (open it with
+    /// another secret first, so a mistyped new passphrase cannot lock anyone out) and never
+    /// the last one.
+    pub fn remove_key(&self, name: &str) -> Result<()> {
+        let names = list_dir(&self.root().join("keys"))?;
+        if !names.iter().any(|n| n == name) {
+            return Err(Error::Invalid(format!(
+                "no key {name:?} in {} (vaultctl key list shows them)",
+                self.root().join("keys").display()
+            )));
+        }
+        if name == self.key_name {
+            return Err(Error::Invalid(format!(
+                "key {name} is the one this command was opened with; open the vault with \
+                 another key to remove it"
+            )));
+        }
+        if names.len() < 2 {
+            return Err(Error::Invalid(format!(
+                "key {name} is the vault's only key"
+            )));
+        }
+        self.delete_key_file(name)
+    }
+
+    /// Replace the key this vault was opened with by one for `secret`: the new key file is
+    /// written and opened with `secret` before the old one is removed. Returns (new, old).
+    pub fn replace_key(
+        &self,
+        secret: &Secret,
+        kdf_time: std::time::Duration,
+    ) -> Result<(String, String)> {
+        let new = self.add_key(secret, kdf_time)?;
+        let path = self.root().join("keys").join(&new);
+        let written = crate::keyfile::list_keys(self.root())?
+            .into_iter()
+            .find(|(n, _)| *n == new)
+            .ok_or_else(|| Error::Invalid(format!("key {new} vanished after it was written")))?;
+        if written
+            .1
+            .open(&path, secret, self.keys.vault_id())?
+            .as_ref()
+            != Some(self.keys.master())
+        {
+            return Err(Error::Invalid(format!(
+                "the new key {new} does not open the vault; the old key {} is kept",
+                self.key_name
+            )));
+        }
+        self.delete_key_file(&self.key_name)?;
+        Ok((new, self.key_name.clone()))
+    }
+
+    fn delete_key_file(&self, name: &str) -> Result<()> {
+        let dir = self.root().join("keys");
+        let path = dir.join(name);
+        self.io()
+            .remove_file(&path)
+            .ctx("removing key file", &path)?;
+        self.io().sync_dir(&dir).ctx("syncing", &dir)
     }
 
     /// Open the same vault again with the keys already derived (no KDF): a fresh index and
@@ -167,6 +250,7 @@ impl Vault {
         Ok(Vault {
             repo: Repo::open(self.root(), self.io().clone())?,
             keys: self.keys.clone(),
+            key_name: self.key_name.clone(),
         })
     }
 
@@ -295,22 +379,19 @@ fn snapshot_holds(s: &Snapshot, p: &[u8]) -> bool {
         .any(|q| q.rsplit(|&b| b == b'/').next() == Some(first))
 }
 
-fn unwrap_master(root: &Path, secret: &Secret, vid: &[u8; 32]) -> Result<[u8; 32]> {
-    let dir = root.join("keys");
-    let names = list_dir(&dir)?;
-    if names.is_empty() {
-        return Err(Error::NoKey(format!("{}: no key files", dir.display())));
+/// The master key and the name of the key file `secret` opens.
+fn unwrap_master(root: &Path, secret: &Secret, vid: &[u8; 32]) -> Result<(String, [u8; 32])> {
+    let keys = crate::keyfile::list_keys(root)?;
+    if keys.is_empty() {
+        return Err(Error::NoKey(format!(
+            "{}: no key files",
+            root.join("keys").display()
+        )));
     }
-    for name in names {
-        let path = dir.join(&name);
-        let raw = std::fs::read(&path).ctx("reading key file", &path)?;
-        let kf: KeyFile = serde_json::from_slice(&raw).map_err(|e| Error::BadKeyFile {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        if let Some(m) = kf.open(&path, secret, vid)? {
-            return Ok(m);
+    for (name, kf) in keys {
+        if let Some(m) = kf.open(&root.join("keys").join(&name), secret, vid)? {
+            return Ok((name, m));
         }
     }
-    Err(Error::WrongKey(dir))
+    Err(Error::WrongKey(root.join("keys")))
 }

@@ -9,6 +9,7 @@ pub mod health;
 mod hw;
 mod index;
 mod init;
+mod key;
 pub mod pool;
 mod provision;
 mod quickstart;
@@ -75,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Hw(crate::cli::HwCmd::Dump(a)) => hw::dump(g, a),
         Command::Index(c) => index::run(g, c),
         Command::DataDir(c) => datadir::run(g, c),
+        Command::Key(c) => key::run(g, c),
         Command::Pool(c) => pool::run(g, c),
         Command::Health(c) => health::run(g, c),
         Command::SupportBundle(a) => bundle::run(g, a),
