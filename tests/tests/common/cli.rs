@@ -67,6 +67,22 @@ pub fn workspace_bin(env_var: &str, package: &str, bin: &str) -> PathBuf {
     path
 }
 
+/// Run `spawn` again while it fails with ETXTBSY: a binary copied for an unprivileged user
+/// (`Vault::as_user`) can briefly stay open for writing in a child another test thread forked
+/// while the copy was being written (the descriptor lives until that child's exec).
+fn retry_busy<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How commands authenticate to a vault.
 #[derive(Clone, Debug)]
 pub enum Auth {
@@ -227,8 +243,7 @@ impl Vault {
         S: AsRef<OsStr>,
     {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        self.command(&args)
-            .output()
+        retry_busy(|| self.command(&args).output())
             .unwrap_or_else(|e| panic!("spawning {} {:?}: {e}", self.bin.display(), args))
     }
 
@@ -238,13 +253,15 @@ impl Vault {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning vaultctl");
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut child = retry_busy(|| {
+            self.command(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .expect("spawning vaultctl");
         let mut stdin = child.stdin.take().expect("a piped stdin");
         // Feed stdin from a thread: the child may fill its stdout pipe before reading it all.
         std::thread::scope(|s| {
