@@ -92,6 +92,10 @@ pub(super) struct DirectFile {
     free: Option<Vec<u8>>,
     /// Buffers whose writes have finished, for reuse.
     spare: Vec<Aligned>,
+    /// Tests only: direct writes reaching this file offset are refused with EINVAL, as by a
+    /// file system that accepts `O_DIRECT` at open and not at write (none here does).
+    #[cfg(test)]
+    refuse_from: Option<u64>,
 }
 
 /// Writes in flight per pack file (each of `CAP` bytes).
@@ -112,7 +116,41 @@ impl DirectFile {
             free: None,
             queue,
             spare: Vec::new(),
+            #[cfg(test)]
+            refuse_from: None,
         }
+    }
+
+    /// Whether the (test-only) simulated refusal applies to a direct write of `len` bytes at
+    /// `offset`.
+    #[cfg(test)]
+    fn refused(&self, offset: u64, len: usize) -> bool {
+        self.direct && self.refuse_from.is_some_and(|r| offset + len as u64 > r)
+    }
+
+    #[cfg(not(test))]
+    fn refused(&self, _offset: u64, _len: usize) -> bool {
+        false
+    }
+
+    /// Tests only: finished direct writes the simulated refusal covers become EINVAL, their
+    /// range overwritten with garbage first (a refused write wrote nothing; the fallback must
+    /// write it again).
+    #[cfg(test)]
+    fn simulate_refusals(
+        &self,
+        mut done: Vec<super::uring::Completed<Aligned>>,
+    ) -> Vec<super::uring::Completed<Aligned>> {
+        for c in done.iter_mut().filter(|c| c.error.is_none()) {
+            if self
+                .refuse_from
+                .is_some_and(|r| c.offset + c.len as u64 > r)
+            {
+                tests::scribble(&self.file, c.offset, c.len);
+                c.error = Some(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+        }
+        done
     }
 
     /// Write the aligned prefix of the staged bytes and keep the rest (< ALIGN) at the front.
@@ -174,6 +212,8 @@ impl DirectFile {
             return Ok(());
         };
         let done = q.reap(&self.file, min)?;
+        #[cfg(test)]
+        let done = self.simulate_refusals(done);
         let mut first_err = None;
         for c in done {
             match c.error {
@@ -217,7 +257,12 @@ impl DirectFile {
     /// Write `buf[..n]` (n a multiple of ALIGN) at `pos`; on EINVAL fall back to buffered
     /// writes of everything staged.
     fn write_direct(&mut self, n: usize) -> io::Result<()> {
-        match self.file.write_all_at(&self.buf.get()[..n], self.pos) {
+        let written = if self.refused(self.pos, n) {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        } else {
+            self.file.write_all_at(&self.buf.get()[..n], self.pos)
+        };
+        match written {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.fall_back_to_buffered(&e),
             Err(e) => Err(e),
@@ -420,5 +465,52 @@ mod tests {
         want.extend(pattern(10_000, 3));
         want.extend(pattern(100, 2));
         assert_eq!(std::fs::read(&path).expect("read"), want);
+    }
+
+    /// Overwrite `len` bytes at `offset` of the file behind `file` with garbage, through a
+    /// second, buffered descriptor.
+    pub(super) fn scribble(file: &File, offset: u64, len: usize) {
+        use std::os::fd::AsRawFd;
+        let other = OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .expect("reopening the pack buffered");
+        other
+            .write_all_at(&vec![0xEE; len], offset)
+            .expect("scribbling");
+    }
+
+    #[test]
+    fn a_direct_write_refused_after_open_goes_buffered_and_loses_nothing() {
+        // Sizes as in `unaligned_sequential_writes`: 8,392,713 bytes in all.
+        let sizes = [1, 4095, 4097, 1 << 20, CAP - 3, CAP + 5, 17, 3 * CAP + 1];
+        let total: usize = sizes.iter().sum();
+        // Refused from the first write, inside a staged buffer, at a buffer boundary, and
+        // only for the zero-padded tail block written by `sync`.
+        let points = [0, 3 * ALIGN as u64 + 100, CAP as u64, (total - 1) as u64];
+        for queued in [false, true] {
+            for refuse_from in points {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("pack");
+                let Some(mut f) = open(&path, queued) else {
+                    return;
+                };
+                f.refuse_from = Some(refuse_from);
+                let mut want = Vec::new();
+                for (i, n) in sizes.into_iter().enumerate() {
+                    let chunk = pattern(n, i as u8);
+                    let off = want.len() as u64;
+                    want.extend_from_slice(&chunk);
+                    f.write_at(off, chunk).expect("write");
+                }
+                f.sync().expect("sync");
+                let what = format!("queued {queued}, refused from {refuse_from}");
+                assert!(!f.direct, "{what}: still direct");
+                drop(f);
+                let got = std::fs::read(&path).expect("read");
+                assert_eq!(got.len(), want.len(), "{what}: length");
+                assert!(got == want, "{what}: content differs");
+            }
+        }
     }
 }
