@@ -316,6 +316,17 @@ fn latest_is_narrowed_by_path() {
         ],
     );
     common::assert_same_tree(&src, &target.join("src"));
+    // A path no snapshot holds: the error says so and what the newest snapshot holds, rather
+    // than that no snapshot matches "latest".
+    for path in ["nope", "/nope/src"] {
+        let out = vault.expect(1, ["ls", "latest", path]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("no snapshot holds {path:?}"))
+                && err.contains(&format!("holds other (from {})", other.display())),
+            "ls latest {path}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -595,4 +606,42 @@ fn help_exits_0_and_usage_errors_exit_2() {
             .expect("running vaultctl");
         check_exit(&out, 2, &format!("vaultctl {}", args.join(" ")));
     }
+}
+
+/// A reader that goes away (`vaultctl ls … | head`) ends the command as SIGPIPE ends `cat`:
+/// status 141, nothing on stderr (no panic, no error line), and the vault still verifies.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly_with_141() {
+    let vault = Vault::new();
+    let src = tree_at(vault.tmp.path(), "src", 9);
+    let id = snap_id(&vault.backup(&[&src]));
+    let commands: [&[&str]; 5] = [
+        &["ls", &id],
+        &["ls", &id, "--json"],
+        &["snapshots", "--json"],
+        &["cat", &id, "src/b.bin"],
+        &["diff", &id, &id, "--json"],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = vault
+            .command(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("running vaultctl");
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "vaultctl {args:?} into a closed pipe: {}",
+            common::cli::describe(&out)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "vaultctl {args:?} into a closed pipe printed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    vault.expect(0, ["verify"]);
 }

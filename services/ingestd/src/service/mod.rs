@@ -317,7 +317,10 @@ impl Service {
             } => {
                 within_roots(target, &self.cfg.restore_roots, "restore-roots", true)?;
                 let snap = self.vault.resolve(snapshot, None).map_err(|e| match e {
-                    tiervault_store::Error::UnknownSnapshot(_) => BusError::NotFound(e.to_string()),
+                    tiervault_store::Error::UnknownSnapshot(_)
+                    | tiervault_store::Error::NoSnapshotHolds { .. } => {
+                        BusError::NotFound(e.to_string())
+                    }
                     tiervault_store::Error::AmbiguousSnapshot { .. } => {
                         BusError::InvalidArgument(e.to_string())
                     }

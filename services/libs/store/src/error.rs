@@ -69,6 +69,9 @@ pub enum Error {
     CorruptTree { id: Id, reason: String },
     #[error("no snapshot matches {0:?}")]
     UnknownSnapshot(String),
+    /// "latest" narrowed to a path that no snapshot holds; `hint` says what the newest holds.
+    #[error("no snapshot holds {path:?}: {hint}")]
+    NoSnapshotHolds { path: String, hint: String },
     #[error("snapshot prefix {prefix:?} is ambiguous: it matches {count} snapshots")]
     AmbiguousSnapshot { prefix: String, count: usize },
     #[error("{path:?} is not in snapshot {snapshot}")]

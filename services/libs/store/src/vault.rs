@@ -340,10 +340,17 @@ impl Vault {
         let (all, _) = self.snapshots()?;
         let matches_path = |s: &Snapshot| path.is_none_or(|p| snapshot_holds(s, p));
         if spec == "latest" {
+            let newest = all.last().map(no_snapshot_holds_hint);
             return all
                 .into_iter()
                 .rfind(matches_path)
-                .ok_or_else(|| Error::UnknownSnapshot(spec.into()));
+                .ok_or_else(|| match (path, newest) {
+                    (Some(p), Some(hint)) => Error::NoSnapshotHolds {
+                        path: String::from_utf8_lossy(p).into_owned(),
+                        hint,
+                    },
+                    _ => Error::UnknownSnapshot(spec.into()),
+                });
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -362,6 +369,30 @@ impl Vault {
             }),
         }
     }
+}
+
+/// What the newest snapshot holds, for an error naming a path none holds: a path inside a
+/// snapshot starts with one of its roots (the base names), an absolute one with a backed-up path.
+fn no_snapshot_holds_hint(newest: &Snapshot) -> String {
+    let show = |q: &serde_bytes::ByteBuf| {
+        let root = q.rsplit(|&b| b == b'/').next().unwrap_or(q);
+        let root = String::from_utf8_lossy(root);
+        if root.len() == q.len() {
+            root.into_owned()
+        } else {
+            format!("{root} (from {})", String::from_utf8_lossy(q))
+        }
+    };
+    let held: Vec<String> = newest.body.paths.iter().map(show).collect();
+    format!(
+        "the newest snapshot, {}, holds {}",
+        newest.short_id(),
+        if held.is_empty() {
+            "no paths".to_string()
+        } else {
+            held.join(", ")
+        }
+    )
 }
 
 fn snapshot_holds(s: &Snapshot, p: &[u8]) -> bool {

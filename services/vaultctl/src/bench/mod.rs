@@ -281,10 +281,10 @@ pub fn run(args: &BenchArgs, json: bool, quiet: bool) -> Result<()> {
     }
     fs::write(&json_out, &doc).with_context(|| format!("writing {}", json_out.display()))?;
     if json {
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        print!("{}", report.render());
-        println!("raw figures: {}", json_out.display());
+        out!("{}", report.render());
+        outln!("raw figures: {}", json_out.display());
     }
     if !report.errors.is_empty() {
         anyhow::bail!(

@@ -221,7 +221,7 @@ pub fn measure_child_main(spec_path: &Path) -> Result<()> {
         max_rss_kib: r.max_rss_kib,
         status: r.status.into_raw(),
     };
-    println!("{}", serde_json::to_string(&o)?);
+    outln!("{}", serde_json::to_string(&o)?);
     Ok(())
 }
 

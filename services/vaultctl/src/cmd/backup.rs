@@ -71,7 +71,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<Outcome> {
     } else if !g.quiet {
         let secs = s.duration_ns as f64 / 1e9;
         let excluded = progress.excluded.load(Ordering::Relaxed);
-        println!(
+        outln!(
             "snapshot {} saved: {} files, {} dirs, {} ({} new stored) in {:.1} s ({}/s){}",
             snap.short_id(),
             s.files,

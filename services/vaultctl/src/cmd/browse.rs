@@ -3,14 +3,16 @@
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 use tiervault_store::browse::{self, Change, Found};
 use tiervault_store::stats;
 
 use crate::cli::{CatArgs, DiffArgs, Global, LsArgs, SnapshotsArgs};
 use crate::open::open;
-use crate::output::{entry_json, mode_string, print_json, rfc3339_ns, show, size, snapshot_json};
+use crate::output::{
+    entry_json, mode_string, print_json, rfc3339_ns, show, size, snapshot_json, Stdout,
+};
 use crate::Outcome;
 
 pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
@@ -39,13 +41,17 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
             list.iter().map(|s| snapshot_json(s)).collect(),
         ));
     } else if !g.quiet {
-        println!(
+        outln!(
             "{:<8}  {:<30}  {:<12}  {:>10}  {:<8}  paths",
-            "id", "time", "host", "size", "status"
+            "id",
+            "time",
+            "host",
+            "size",
+            "status"
         );
         for s in &list {
             let paths: Vec<String> = s.body.paths.iter().map(|p| show(p)).collect();
-            println!(
+            outln!(
                 "{:<8}  {:<30}  {:<12}  {:>10}  {:<8}  {}",
                 s.short_id(),
                 rfc3339_ns(s.header.time_ns),
@@ -59,7 +65,7 @@ pub fn snapshots(g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
                 paths.join(" ")
             );
         }
-        println!("{} snapshot(s)", list.len());
+        outln!("{} snapshot(s)", list.len());
     }
     Ok(Outcome::Ok)
 }
@@ -89,7 +95,7 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<Outcome> {
             rows.iter().map(|(p, e)| entry_json(p, e)).collect(),
         ));
     } else {
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::new(Stdout::lock());
         for (p, e) in &rows {
             let link = e
                 .target
@@ -106,9 +112,9 @@ pub fn ls(g: &Global, a: &LsArgs) -> Result<Outcome> {
                 rfc3339_ns(e.mtime),
                 show(p),
                 link
-            )
-            .context("writing to standard output")?;
+            )?;
         }
+        out.flush()?;
     }
     Ok(Outcome::Ok)
 }
@@ -126,10 +132,9 @@ pub fn cat(g: &Global, a: &CatArgs) -> Result<Outcome> {
             .into())
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, Stdout::lock());
     browse::cat(&vault, &e, &mut out)?;
-    out.flush().context("writing to standard output")?;
+    out.flush()?;
     Ok(Outcome::Ok)
 }
 
@@ -153,7 +158,7 @@ pub fn diff(g: &Global, a: &DiffArgs) -> Result<Outcome> {
         ));
     } else {
         for (p, c) in &changes {
-            println!("{} {}", word(*c).0, show(p));
+            outln!("{} {}", word(*c).0, show(p));
         }
     }
     Ok(Outcome::Ok)
@@ -165,24 +170,24 @@ pub fn stats(g: &Global) -> Result<Outcome> {
     if g.json {
         print_json(&serde_json::to_value(&st)?);
     } else {
-        println!("snapshots:          {}", st.snapshots);
-        println!(
+        outln!("snapshots:          {}", st.snapshots);
+        outln!(
             "logical size:       {} (all files of all snapshots)",
             size(st.logical_bytes)
         );
-        println!(
+        outln!(
             "unique data:        {} in {} chunks",
             size(st.unique_bytes),
             st.chunks
         );
-        println!(
+        outln!(
             "stored (packs):     {} in {} packs, {} blobs",
             size(st.stored_bytes),
             st.packs,
             st.blobs
         );
-        println!("dedup ratio:        {:.2}x", st.dedup_ratio);
-        println!("compression ratio:  {:.2}x", st.compression_ratio);
+        outln!("dedup ratio:        {:.2}x", st.dedup_ratio);
+        outln!("compression ratio:  {:.2}x", st.compression_ratio);
     }
     Ok(Outcome::Ok)
 }

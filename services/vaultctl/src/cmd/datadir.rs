@@ -29,7 +29,7 @@ pub fn run(g: &Global, cmd: &DataDirCmd) -> Result<Outcome> {
                     "path": path.display().to_string(),
                 }));
             } else if !g.quiet {
-                println!("added data directory {n}: {}", path.display());
+                outln!("added data directory {n}: {}", path.display());
             }
             Ok(Outcome::Ok)
         }
@@ -44,7 +44,7 @@ pub fn run(g: &Global, cmd: &DataDirCmd) -> Result<Outcome> {
                     "path": path.display().to_string(),
                 }));
             } else if !g.quiet {
-                println!(
+                outln!(
                     "data directory {n} ({}) is usable again; run `vaultctl verify \
                      --heal-from ...` to restore the packs it held",
                     path.display()
@@ -84,7 +84,7 @@ fn list(g: &Global) -> Result<Outcome> {
             None => "available".to_string(),
             Some(p) => format!("UNAVAILABLE: {p}"),
         };
-        println!(
+        outln!(
             "{:>3}  {}  {state}; {room}; {} pack(s), {}",
             d.dir,
             d.path.display(),

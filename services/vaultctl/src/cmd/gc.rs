@@ -51,7 +51,7 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> Result<Outcome> {
     } else if !g.quiet {
         let verb = if a.dry_run { "would remove" } else { "removed" };
         for s in &remove {
-            println!(
+            outln!(
                 "{verb} {} {} {}",
                 s.short_id(),
                 rfc3339_ns(s.header.time_ns),
@@ -63,7 +63,7 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> Result<Outcome> {
                     .join(" ")
             );
         }
-        println!("{verb} {} snapshot(s), kept {}", remove.len(), keep.len());
+        outln!("{verb} {} snapshot(s), kept {}", remove.len(), keep.len());
     }
     if a.prune && !a.dry_run {
         drop(vault);
@@ -124,7 +124,7 @@ pub fn gc(g: &Global, a: &GcArgs) -> Result<Outcome> {
         print_json(&v);
     } else if !g.quiet {
         let verb = if a.dry_run { "would delete" } else { "deleted" };
-        println!(
+        outln!(
             "{verb} {} of {} pack(s) ({} rewritten, {} blobs copied, {} rescued), freeing {}; {} snapshot(s), {} live blobs",
             r.packs_deleted,
             r.packs_before,

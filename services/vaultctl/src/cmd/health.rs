@@ -105,7 +105,7 @@ fn clear_sel(g: &Global) -> Result<Outcome> {
     if g.json {
         print_json(&serde_json::json!({ "archived": n, "cleared": true }));
     } else if !g.quiet {
-        println!("cleared the BMC event log ({n} records archived in sel-archive.jsonl)");
+        outln!("cleared the BMC event log ({n} records archived in sel-archive.jsonl)");
     }
     Ok(Outcome::Ok)
 }
@@ -139,8 +139,8 @@ fn print_all(doc: &Value) {
         .map(rfc3339_ns)
         .unwrap_or_else(|| "-".into());
     match worst {
-        Some(w) => println!("health: {alerts} active alerts, highest severity {w} (read {when})"),
-        None => println!("health: no active alerts (read {when})"),
+        Some(w) => outln!("health: {alerts} active alerts, highest severity {w} (read {when})"),
+        None => outln!("health: no active alerts (read {when})"),
     }
     print_sensors(doc);
     if let Some(c) = doc["chassis"].as_object() {
@@ -161,7 +161,7 @@ fn print_all(doc: &Value) {
         } else {
             "off"
         };
-        println!(
+        outln!(
             "chassis: power {power}; {}",
             if faults.is_empty() {
                 "no faults".to_owned()
@@ -172,13 +172,13 @@ fn print_all(doc: &Value) {
     }
     print_disks(doc);
     if let Some(errors) = doc["errors"].as_object().filter(|e| !e.is_empty()) {
-        println!("cannot read:");
+        outln!("cannot read:");
         for (source, e) in errors {
-            println!("  {source}: {}", e.as_str().unwrap_or_default());
+            outln!("  {source}: {}", e.as_str().unwrap_or_default());
         }
     }
     for a in doc["alerts"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  alert {:>4}  severity {:>2}  {} {}: {}",
             s(a, "id"),
             s(a, "severity"),
@@ -192,10 +192,10 @@ fn print_all(doc: &Value) {
 fn print_sensors(doc: &Value) {
     let sensors = doc["sensors"].as_array().cloned().unwrap_or_default();
     if sensors.is_empty() {
-        println!("sensors: none (no BMC configured, or it could not be read)");
+        outln!("sensors: none (no BMC configured, or it could not be read)");
         return;
     }
-    println!("sensors:");
+    outln!("sensors:");
     for x in &sensors {
         let limits: Vec<String> = ["lnr", "lcr", "lnc", "unc", "ucr", "unr"]
             .iter()
@@ -217,7 +217,7 @@ fn print_sensors(doc: &Value) {
         } else {
             format!("{} {}", num(&x["value"]), s(x, "unit"))
         };
-        println!(
+        outln!(
             "  {:<16} {:<22} {:<16}{}",
             s(x, "name"),
             reading,
@@ -234,10 +234,10 @@ fn print_sensors(doc: &Value) {
 fn print_disks(doc: &Value) {
     let disks = doc["disks"].as_array().cloned().unwrap_or_default();
     if disks.is_empty() {
-        println!("disks: none with SMART");
+        outln!("disks: none with SMART");
         return;
     }
-    println!("disks:");
+    outln!("disks:");
     for d in &disks {
         let health = match d["passed"].as_bool() {
             Some(true) => "PASSED",
@@ -253,7 +253,7 @@ fn print_disks(doc: &Value) {
             .and_then(|t| t.first())
             .map(|t| format!("  last self-test: {} {}", s(t, "kind"), s(t, "status")))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {:<20} {:<14} {:<24} {:<8} {:>5} {:>8}  reallocated {}  pending {}{last_test}",
             s(d, "serial"),
             s(d, "device"),
@@ -270,18 +270,18 @@ fn print_disks(doc: &Value) {
 fn print_fru(doc: &Value) {
     let fru = doc["fru"].as_array().cloned().unwrap_or_default();
     if fru.is_empty() {
-        println!("FRU inventory: none read");
+        outln!("FRU inventory: none read");
         return;
     }
     for dev in &fru {
-        println!("{}:", s(dev, "name"));
+        outln!("{}:", s(dev, "name"));
         for f in dev["fields"].as_array().into_iter().flatten() {
             if let (Some(k), Some(v)) = (f[0].as_str(), f[1].as_str()) {
-                println!("  {k:<24} {v}");
+                outln!("  {k:<24} {v}");
             }
         }
         if let Some(n) = dev["note"].as_str() {
-            println!("  ({n})");
+            outln!("  ({n})");
         }
     }
 }

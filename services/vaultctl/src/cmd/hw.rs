@@ -12,7 +12,7 @@ pub fn dump(g: &Global, a: &HwSource) -> Result<Outcome> {
     if g.json {
         print_json(&serde_json::to_value(&hw)?);
     } else {
-        print!(
+        out!(
             "# Hardware description (docs/hardware.md), for vaultctl provision --hardware FILE\n{}",
             hw.to_toml()
         );

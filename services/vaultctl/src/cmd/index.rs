@@ -48,7 +48,7 @@ pub fn run(g: &Global, cmd: &IndexCmd) -> Result<Outcome> {
                 v["peak_rss_bytes"] = json!(peak_rss_bytes());
                 print_json(&v);
             } else {
-                println!(
+                outln!(
                     "index cache:   {}",
                     match (st.usable, st.up_to_date) {
                         (false, _) => "absent or unusable (the next backup or rebuild makes it)",
@@ -56,16 +56,18 @@ pub fn run(g: &Global, cmd: &IndexCmd) -> Result<Outcome> {
                         (true, false) => "behind the index parts (the next open catches up)",
                     }
                 );
-                println!(
+                outln!(
                     "entries:       {} ({} other copies)",
-                    st.entries, st.other_copies
+                    st.entries,
+                    st.other_copies
                 );
-                println!("on disk:       {} in {} runs", size(st.disk_bytes), st.runs);
-                println!(
+                outln!("on disk:       {} in {} runs", size(st.disk_bytes), st.runs);
+                outln!(
                     "index parts:   {} absorbed of {}",
-                    st.parts_absorbed, st.parts
+                    st.parts_absorbed,
+                    st.parts
                 );
-                println!(
+                outln!(
                     "memory:        {} used of a {} budget (from {})",
                     size(memory),
                     size(budget.0),
@@ -83,10 +85,12 @@ pub fn run(g: &Global, cmd: &IndexCmd) -> Result<Outcome> {
                 v["peak_rss_bytes"] = json!(peak_rss_bytes());
                 print_json(&v);
             } else if !g.quiet {
-                println!(
+                outln!(
                     "rebuilt the index cache from {} index parts: {} entries, {} other copies, \
                      in {secs:.1} s",
-                    r.parts_absorbed, r.entries_absorbed, r.alternatives
+                    r.parts_absorbed,
+                    r.entries_absorbed,
+                    r.alternatives
                 );
             }
             for p in &r.problems {

@@ -41,7 +41,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<Outcome> {
             })),
         }));
     } else if !g.quiet {
-        println!("created vault {} (id {})", dir.display(), &c.id[..16]);
+        outln!("created vault {} (id {})", dir.display(), &c.id[..16]);
     }
     Ok(Outcome::Ok)
 }

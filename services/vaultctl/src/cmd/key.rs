@@ -68,7 +68,7 @@ fn report(g: &Global, doc: &serde_json::Value, line: impl FnOnce() -> String) {
     if g.json {
         print_json(doc);
     } else if !g.quiet {
-        println!("{}", line());
+        outln!("{}", line());
     }
 }
 
@@ -100,9 +100,9 @@ fn list(g: &Global) -> Result<Outcome> {
             .collect::<Vec<_>>()));
         return Ok(Outcome::Ok);
     }
-    println!("{:<32}  {:<10}  {:<36}  created", "name", "kind", "kdf");
+    outln!("{:<32}  {:<10}  {:<36}  created", "name", "kind", "kdf");
     for (name, kf) in &keys {
-        println!(
+        outln!(
             "{name:<32}  {:<10}  {:<36}  {}",
             kf.kind,
             kdf(kf),

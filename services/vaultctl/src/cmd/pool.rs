@@ -196,7 +196,7 @@ fn overall(st: &PoolStatus) -> &'static str {
 
 fn print_status(doc: &Value) {
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    println!("pool: {}", s(doc, "state"));
+    outln!("pool: {}", s(doc, "state"));
     for a in doc["arrays"].as_array().into_iter().flatten() {
         let mut line = format!(
             "  {:<12} {:<6} {:<7} {:<10}",
@@ -219,10 +219,10 @@ fn print_status(doc: &Value) {
         if mm > 0 {
             line += &format!("  mismatches {mm}");
         }
-        println!("{line}");
+        outln!("{line}");
     }
     for d in doc["disks"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  disk {:<20} {:<10} {:<12} {}",
             s(d, "serial"),
             if s(d, "device").is_empty() {
@@ -254,14 +254,14 @@ fn print_report(g: &Global, r: &Report) {
         return;
     }
     for line in &r.unchanged {
-        println!("ok    {line}");
+        outln!("ok    {line}");
     }
     let verb = if r.dry_run { "would run" } else { "ran" };
     for op in &r.ops {
-        println!("{verb} {op}");
+        outln!("{verb} {op}");
     }
     if !r.changed() {
-        println!("nothing to do: the pool is built as planned");
+        outln!("nothing to do: the pool is built as planned");
     }
 }
 
@@ -280,13 +280,13 @@ fn provision_cmd(g: &Global, a: &PoolProvisionArgs) -> Result<Outcome> {
                 }));
             } else if !g.quiet {
                 for line in &unchanged {
-                    println!("ok    {line}");
+                    outln!("ok    {line}");
                 }
                 for op in &ops {
-                    println!("{} {op}", if a.dry_run { "would run" } else { "ran" });
+                    outln!("{} {op}", if a.dry_run { "would run" } else { "ran" });
                 }
                 if ops.is_empty() {
-                    println!("nothing to do: the pool is built as planned");
+                    outln!("nothing to do: the pool is built as planned");
                 }
             }
             return Ok(Outcome::Ok);
@@ -305,7 +305,7 @@ fn provision_cmd(g: &Global, a: &PoolProvisionArgs) -> Result<Outcome> {
                 a.dry_run,
                 &mut |op: &Op| {
                     if show {
-                        println!("run   {op}");
+                        outln!("run   {op}");
                     }
                 },
             )?
@@ -315,10 +315,10 @@ fn provision_cmd(g: &Global, a: &PoolProvisionArgs) -> Result<Outcome> {
         print_report(g, &report);
     } else if !g.quiet {
         for line in &report.unchanged {
-            println!("ok    {line}");
+            outln!("ok    {line}");
         }
         if !report.changed() {
-            println!("nothing to do: the pool is built as planned");
+            outln!("nothing to do: the pool is built as planned");
         }
     }
     Ok(Outcome::Ok)
@@ -344,11 +344,12 @@ fn replace(g: &Global, a: &ReplaceArgs) -> Result<Outcome> {
         print_json(&json!({ "old": a.old_serial, "new": a.new_serial, "ran": done }));
     } else if !g.quiet {
         for op in &done {
-            println!("ran   {op}");
+            outln!("ran   {op}");
         }
-        println!(
+        outln!(
             "{} replaces {}: `vaultctl pool status` shows the rebuild",
-            a.new_serial, a.old_serial
+            a.new_serial,
+            a.old_serial
         );
     }
     Ok(Outcome::Ok)
@@ -380,7 +381,7 @@ fn scrub(g: &Global, a: &ScrubArgs) -> Result<Outcome> {
             &json!({ "array": a.array, "scrub": if a.stop { "stopped" } else { "started" } }),
         );
     } else if !g.quiet {
-        println!(
+        outln!(
             "scrub of {} {}",
             a.array,
             if a.stop {

@@ -39,9 +39,9 @@ pub fn run(g: &Global, a: &ProvisionArgs) -> Result<Outcome> {
     } else if !g.quiet {
         print_plan(&plan);
         if a.dry_run {
-            println!("dry run: {} not written", a.config.display());
+            outln!("dry run: {} not written", a.config.display());
         } else {
-            println!("wrote {}", a.config.display());
+            outln!("wrote {}", a.config.display());
         }
     }
     Ok(Outcome::Ok)
@@ -55,7 +55,7 @@ fn disk(d: &DiskRef) -> String {
 }
 
 fn print_plan(p: &Plan) {
-    println!(
+    outln!(
         "{}: usable {} TiB ({}); index memory {}; dedup cache {}",
         p.tier,
         p.usable_tib,
@@ -64,7 +64,7 @@ fn print_plan(p: &Plan) {
         ByteSize(p.dedup_cache_bytes).approx(true)
     );
     for a in &p.arrays {
-        println!(
+        outln!(
             "  array  {:<6} {:<6} {:>2} disks: {}",
             a.name,
             a.level.name(),
@@ -73,7 +73,7 @@ fn print_plan(p: &Plan) {
         );
     }
     for s in &p.spares {
-        println!(
+        outln!(
             "  spare  {:<6} {}  (hot spare for {})",
             s.role.name(),
             disk(&s.disk),
@@ -81,7 +81,7 @@ fn print_plan(p: &Plan) {
         );
     }
     if !p.unused.is_empty() {
-        println!("  unused {}", p.unused.join(", "));
+        outln!("  unused {}", p.unused.join(", "));
     }
 }
 

@@ -142,7 +142,7 @@ fn compare(a: &Path, b: &Path) -> Result<()> {
 
 fn say(g: &Global, msg: &str) {
     if !g.quiet && !g.json {
-        println!("{msg}");
+        outln!("{msg}");
     }
 }
 

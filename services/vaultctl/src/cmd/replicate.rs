@@ -117,7 +117,7 @@ pub fn run(g: &Global, a: &ReplicateArgs) -> Result<Outcome> {
             },
         }));
     } else if !g.quiet {
-        println!(
+        outln!(
             "replicated {} snapshot(s) to {} ({} already there): sent {} blobs, {}",
             report.snapshots_sent,
             target.describe(),
@@ -209,22 +209,22 @@ pub fn status(g: &Global) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     match &run {
-        None => println!(
+        None => outln!(
             "never replicated (no {} yet)",
             RunStatus::path(repo.root()).display()
         ),
         Some(r) => {
-            println!("target:        {}", r.target);
-            println!(
+            outln!("target:        {}", r.target);
+            outln!(
                 "last success:  {}",
                 r.last_success_ns.map_or("never".into(), rfc3339_ns)
             );
             if let Some(e) = &r.last_error {
-                println!("last error:    {e} (at {})", rfc3339_ns(r.last_attempt_ns));
+                outln!("last error:    {e} (at {})", rfc3339_ns(r.last_attempt_ns));
             }
         }
     }
-    println!(
+    outln!(
         "pending:       {} snapshot(s), {}{}",
         lag.pending_snapshots,
         size(lag.pending_bytes),
@@ -257,7 +257,7 @@ pub fn pull(g: &Global, a: &PullArgs) -> Result<Outcome> {
             "bytes": r.bytes,
         }));
     } else if !g.quiet {
-        println!(
+        outln!(
             "{} {}: pulled {} snapshot(s), {} blobs, {}",
             if r.created { "created" } else { "updated" },
             dir.display(),
@@ -287,7 +287,7 @@ pub fn export(g: &Global, a: &ExportArgs) -> Result<Outcome> {
             "bytes": r.bytes_sent,
         }));
     } else if !g.quiet {
-        println!(
+        outln!(
             "exported {} snapshot(s), {} blobs, {} to {}{}",
             r.snapshots_sent,
             r.blobs_sent,
@@ -318,7 +318,7 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<Outcome> {
             "skipped": r.skipped.iter().map(|(id, why)| json!({"id": id, "reason": why})).collect::<Vec<_>>(),
         }));
     } else if !g.quiet {
-        println!(
+        outln!(
             "imported {} snapshot(s), {} new blobs ({}), {} already present",
             r.snapshots,
             r.blobs_stored,

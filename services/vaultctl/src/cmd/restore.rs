@@ -61,7 +61,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<Outcome> {
             "warnings": report.warnings.iter().map(|(p, e)| json!({"path": String::from_utf8_lossy(p.as_os_str().as_bytes()), "error": e})).collect::<Vec<_>>(),
         }));
     } else if !g.quiet {
-        println!(
+        outln!(
             "restored snapshot {}: {} files, {} dirs, {} in {:.1} s ({}/s)",
             snap.short_id(),
             report.files,

@@ -38,9 +38,9 @@ pub fn job(g: &Global, cmd: &JobCmd) -> Result<Outcome> {
                     defs.into_iter().map(|(p, v)| job_json(&p, v)).collect(),
                 ));
             } else {
-                println!("{:<20} {:<22} {:<35} LAST", "JOB", "SCHEDULE", "NEXT RUN");
+                outln!("{:<20} {:<22} {:<35} LAST", "JOB", "SCHEDULE", "NEXT RUN");
                 for (_, p) in defs {
-                    println!(
+                    outln!(
                         "{:<20} {:<22} {:<35} {}",
                         s(&p, "Name"),
                         s(&p, "Schedule"),
@@ -66,7 +66,7 @@ pub fn job(g: &Global, cmd: &JobCmd) -> Result<Outcome> {
                 ));
             } else {
                 for (path, p) in jobs {
-                    println!("{}", job_line(path, p));
+                    outln!("{}", job_line(path, p));
                 }
             }
             Ok(Outcome::Ok)
@@ -78,7 +78,7 @@ pub fn job(g: &Global, cmd: &JobCmd) -> Result<Outcome> {
                 print_json(&job_json(&path, p));
             } else {
                 for (k, v) in &p {
-                    println!("{k:<17} {v}");
+                    outln!("{k:<17} {v}");
                 }
             }
             Ok(Outcome::Ok)
@@ -86,7 +86,7 @@ pub fn job(g: &Global, cmd: &JobCmd) -> Result<Outcome> {
         JobCmd::Cancel { id } => {
             c.call(&format!("{ROOT}/jobs/{id}"), JOB, "Cancel", &())?;
             if !g.quiet && !g.json {
-                println!("cancel requested for job {id}");
+                outln!("cancel requested for job {id}");
             }
             Ok(Outcome::Ok)
         }
@@ -99,7 +99,7 @@ fn follow(c: &Client, g: &Global, path: &str, no_wait: bool) -> Result<Outcome> 
         if g.json {
             print_json(&json!({ "path": path }));
         } else {
-            println!("{path}");
+            outln!("{path}");
         }
         return Ok(Outcome::Ok);
     }
@@ -108,14 +108,14 @@ fn follow(c: &Client, g: &Global, path: &str, no_wait: bool) -> Result<Outcome> 
     if g.json {
         print_json(&job_json(path, p.clone()));
     } else if !g.quiet {
-        println!("{}", job_line(path, &p));
+        outln!("{}", job_line(path, &p));
         for w in p
             .get("Warnings")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            println!("  warning: {}", w.as_str().unwrap_or_default());
+            outln!("  warning: {}", w.as_str().unwrap_or_default());
         }
     }
     match status.as_str() {
@@ -149,7 +149,7 @@ pub fn alert(g: &Global, cmd: &AlertCmd) -> Result<Outcome> {
                     } else {
                         String::new()
                     };
-                    println!(
+                    outln!(
                         "{:>6}  sev {:>2} {:<6} {:<20} {}{ack}",
                         n(&p, "Id"),
                         n(&p, "Severity"),
@@ -169,7 +169,7 @@ pub fn alert(g: &Global, cmd: &AlertCmd) -> Result<Outcome> {
                 &(comment.as_str(),),
             )?;
             if !g.quiet && !g.json {
-                println!("alert {id} acknowledged");
+                outln!("alert {id} acknowledged");
             }
             Ok(Outcome::Ok)
         }
@@ -217,7 +217,7 @@ pub fn snapshots(c: &Client, g: &Global, a: &SnapshotsArgs) -> Result<Outcome> {
                         .collect()
                 })
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{}  {}  {:<12} {:>10}  {}  {}",
                 &s(&p, "Id")[..16.min(s(&p, "Id").len())],
                 usec_time(n(&p, "Time")),

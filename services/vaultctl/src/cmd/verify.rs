@@ -117,7 +117,7 @@ pub fn run(g: &Global, a: &VerifyArgs) -> Result<Outcome> {
             );
         }
         if !g.quiet {
-            println!(
+            outln!(
                 "{} {} packs, {} blobs, {} read, {} snapshots: {}",
                 if a.quick {
                     "checked (quick)"

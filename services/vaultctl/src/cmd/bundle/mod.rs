@@ -292,7 +292,7 @@ pub fn run(g: &Global, a: &SupportBundleArgs) -> Result<Outcome> {
         }
         crate::output::print_json(&v);
     } else if !g.quiet {
-        println!(
+        outln!(
             "wrote {} ({}): {}",
             output.display(),
             ByteSize(size).approx(true),
@@ -308,7 +308,7 @@ pub fn run(g: &Global, a: &SupportBundleArgs) -> Result<Outcome> {
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "  {:<10} {}: {}{detail}",
                 i.status.name(),
                 i.source,
