@@ -26,7 +26,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Accepted before or after the subcommand; listed under their own heading so that each
+/// command's `--help` shows its own options first.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Vault directory [default: $VAULT_DIR, else ./vault]
     #[arg(long, global = true, env = "VAULT_DIR", value_name = "DIR")]
