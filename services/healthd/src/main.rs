@@ -29,6 +29,7 @@ use tiervault_bus::{AlertBoard, Audit};
 use tiervault_daemon::notify::Notifier;
 use tiervault_daemon::shutdown::Shutdown;
 use tiervault_notify::{Dispatcher, Metric, MetricsServer, SystemClock};
+use tiervault_sys::outln;
 
 use crate::config::HealthConfig;
 use crate::relay::Relay;
@@ -111,7 +112,7 @@ fn run(cli: Cli) -> Result<()> {
         None => None,
     };
     if cli.check_config {
-        println!(
+        outln!(
             "{}: configuration valid; BMC {}, SMART {}, {} contract(s), notifications {}",
             cli.config.display(),
             if bmc.is_some() { "configured" } else { "none" },
@@ -153,7 +154,7 @@ fn run(cli: Cli) -> Result<()> {
         let n = svc.clear_sel()?;
         svc.pump();
         svc.write_status();
-        println!("cleared the BMC event log ({n} records archived in sel-archive.jsonl)");
+        outln!("cleared the BMC event log ({n} records archived in sel-archive.jsonl)");
         return Ok(());
     }
     if cli.once {

@@ -24,6 +24,7 @@ use tiervault_bus::{AlertBoard, Audit, BusAddress};
 use tiervault_daemon::notify::Notifier;
 use tiervault_daemon::shutdown::Shutdown;
 use tiervault_store::{io, load_key_file, Secret, Vault};
+use tiervault_sys::outln;
 
 use crate::config::Config;
 use crate::history::History;
@@ -68,7 +69,7 @@ fn run(cli: Cli, offset: time::UtcOffset) -> Result<()> {
         .map_err(anyhow::Error::msg)
         .with_context(|| cli.config.display().to_string())?;
     if cli.check_config {
-        println!(
+        outln!(
             "{}: {} backup jobs, configuration valid",
             cli.config.display(),
             jobs.len()

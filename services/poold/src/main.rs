@@ -25,6 +25,7 @@ use tiervault_daemon::shutdown::Shutdown;
 use tiervault_model::ApplianceConfig;
 use tiervault_pools::config::PoolConfig;
 use tiervault_pools::layout::Layout;
+use tiervault_sys::outln;
 
 use crate::service::Service;
 use crate::watch::{Wake, Watcher};
@@ -61,7 +62,7 @@ fn run(cli: Cli) -> Result<()> {
         })?;
     let layout = Layout::from_plan(&appliance.plan, &cfg.pool_root);
     if cli.check_config {
-        println!(
+        outln!(
             "{}: {} arrays of {} planned under {}, configuration valid",
             cli.config.display(),
             layout.arrays.len(),

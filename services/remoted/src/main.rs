@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tiervault_daemon::notify::Notifier;
 use tiervault_remoted::{Config, Server};
 use tiervault_store::{gc, Id, Repo};
+use tiervault_sys::outln;
 use tiervault_tls::{Ca, Tenant};
 
 /// The remote vault: a keyless, multi-tenant store that appliances replicate to over mutual
@@ -144,7 +145,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("snapshot {snapshot} is retention-locked; add --force to forget it anyway");
             }
             gc::forget(&repo, &[id])?;
-            println!("forgot {snapshot} of tenant {tenant}");
+            outln!("forgot {snapshot} of tenant {tenant}");
             Ok(())
         }
         Cmd::Prune {
@@ -177,7 +178,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|(f, _)| f.id)
                 .collect();
             for id in &forget {
-                println!(
+                outln!(
                     "{} {}",
                     if dry_run { "would forget" } else { "forgot" },
                     id.hex()
@@ -188,7 +189,7 @@ fn run(cli: Cli) -> Result<()> {
                 let r = gc::collect(&repo, &gc::GcOptions::default(), &|s: &str| {
                     eprintln!("gc: {s}")
                 })?;
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             }
             Ok(())
         }
@@ -212,7 +213,7 @@ fn run(cli: Cli) -> Result<()> {
                 Repo::create_replica(&dir, &src.config_bytes()?, src.key_file_bytes()?, io)?
             };
             let r = tiervault_replicate::transfer::import(&src, &dst)?;
-            println!(
+            outln!(
                 "imported {} snapshot(s), {} new blobs ({} bytes), {} already present into tenant {tenant}",
                 r.snapshots, r.blobs_stored, r.bytes, r.blobs_present
             );
@@ -227,7 +228,7 @@ fn run(cli: Cli) -> Result<()> {
             let r = gc::collect(&repo, &gc::GcOptions::default(), &|s: &str| {
                 eprintln!("gc: {s}")
             })?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            outln!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
     }
@@ -264,7 +265,7 @@ fn serve(config: PathBuf) -> Result<()> {
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let server = Server::bind(cfg).await?;
         let addr = server.local_addr()?;
-        println!("listening on {addr}");
+        outln!("listening on {addr}");
         tracing::info!("listening on {addr}");
         notifier.ready();
         notifier.status(&format!("listening on {addr}"));
@@ -303,7 +304,7 @@ fn ca(c: CaCmd) -> Result<()> {
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             Ca::create(&name, days)?.save(&dir)?;
-            println!("created CA in {}", dir.display());
+            outln!("created CA in {}", dir.display());
         }
         CaCmd::IssueClient {
             dir,
@@ -314,7 +315,7 @@ fn ca(c: CaCmd) -> Result<()> {
         } => {
             let t = Tenant::parse(&tenant)?;
             Ca::load(&dir)?.issue_client(&t, days)?.save(&cert, &key)?;
-            println!("issued {} for tenant {tenant}", cert.display());
+            outln!("issued {} for tenant {tenant}", cert.display());
         }
         CaCmd::IssueServer {
             dir,
@@ -326,7 +327,7 @@ fn ca(c: CaCmd) -> Result<()> {
             Ca::load(&dir)?
                 .issue_server(&names, days)?
                 .save(&cert, &key)?;
-            println!("issued {} for {}", cert.display(), names.join(", "));
+            outln!("issued {} for {}", cert.display(), names.join(", "));
         }
     }
     Ok(())

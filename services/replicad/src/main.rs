@@ -26,6 +26,7 @@ use tiervault_daemon::shutdown::Shutdown;
 use tiervault_replicate::service::{self, Notify, ServiceConfig};
 use tiervault_replicate::throttle::{Clock, Limiter, ScheduleSource, SystemClock};
 use tiervault_replicate::TargetSpec;
+use tiervault_sys::outln;
 
 /// Replicate the local vault to its remote vault, continuously.
 #[derive(Debug, Parser)]
@@ -130,9 +131,11 @@ fn run(cli: Cli) -> Result<()> {
     };
     if cli.once {
         let r = service::once(&cfg, &spec)?;
-        println!(
+        outln!(
             "replicated {} snapshot(s), {} blob(s), {} bytes",
-            r.snapshots_sent, r.blobs_sent, r.bytes_sent
+            r.snapshots_sent,
+            r.blobs_sent,
+            r.bytes_sent
         );
         return Ok(());
     }

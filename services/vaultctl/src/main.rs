@@ -1,25 +1,8 @@
 //! `vaultctl`: the operator's CLI. This file parses arguments, sets up logging and maps
 //! outcomes to exit codes; each command lives in `cmd/`.
 
-/// `println!` for standard output that ends the process quietly (status 141) when the reader
-/// went away (`output::stdout_fmt`), where `println!` would panic.
-#[macro_export]
-macro_rules! outln {
-    () => {
-        $crate::output::stdout_fmt(format_args!("\n"))
-    };
-    ($($arg:tt)*) => {
-        $crate::output::stdout_fmt(format_args!("{}\n", format_args!($($arg)*)))
-    };
-}
-
-/// `print!` with the behaviour of [`outln!`].
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::output::stdout_fmt(format_args!($($arg)*))
-    };
-}
+#[macro_use]
+extern crate tiervault_sys;
 
 mod bench;
 mod cli;

@@ -1,7 +1,8 @@
-//! Output helpers shared by commands: standard output that ends the process quietly when the
-//! reader goes away, JSON shapes from docs/cli.md, byte paths, sizes.
+//! Output helpers shared by commands: JSON shapes from docs/cli.md, byte paths, sizes.
+//! Everything printed goes through `outln!`/`out!` or [`Stdout`] (tiervault_sys::stdout), which
+//! end a command quietly with status 141 when its reader goes away.
 
-use std::io::Write;
+pub use tiervault_sys::stdout::Stdout;
 
 use serde_json::{json, Value};
 use tiervault_store::{Entry, Snapshot};
@@ -67,56 +68,6 @@ pub fn entry_json(path: &[u8], e: &Entry) -> Value {
         v["target"] = Value::String(show(t));
     }
     v
-}
-
-/// Exit status of a command whose standard output was closed by its reader.
-pub const SIGPIPE_STATUS: i32 = 128 + libc::SIGPIPE;
-
-/// Write to standard output (what `outln!` and `out!` expand to). A reader that went away
-/// (`vaultctl ls … | head`) ends the process as SIGPIPE ends `cat` or `grep`: quietly, with
-/// status 141, which a shell's `pipefail` sees. (Rust ignores SIGPIPE so that sockets and
-/// pipes to children fail with EPIPE; only standard output gets the Unix behaviour.) Exiting
-/// here is no worse than `kill -9`, which every command survives: the vault is crash-safe.
-pub fn stdout_fmt(args: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
-        stdout_failed(e);
-    }
-}
-
-/// The end of a write to standard output that failed: status 141 when the reader went away;
-/// otherwise (a full disk behind a redirection) an error message and exit status 1, as a
-/// failed command.
-pub fn stdout_failed(e: std::io::Error) -> ! {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        // The status a shell gives a process SIGPIPE killed (128 + 13), without a message.
-        std::process::exit(SIGPIPE_STATUS);
-    }
-    eprintln!("error: writing to standard output: {e}");
-    std::process::exit(1);
-}
-
-/// Standard output as a `Write` (for bulk output such as `cat`) whose failures end the process
-/// as [`stdout_failed`] does.
-pub struct Stdout(std::io::StdoutLock<'static>);
-
-impl Stdout {
-    pub fn lock() -> Stdout {
-        Stdout(std::io::stdout().lock())
-    }
-}
-
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.0.write(buf) {
-            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => stdout_failed(e),
-            r => r,
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush().or_else(|e| stdout_failed(e))
-    }
 }
 
 pub fn print_json(v: &Value) {
