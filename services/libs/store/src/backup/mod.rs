@@ -14,7 +14,7 @@ mod walk;
 mod worker;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;

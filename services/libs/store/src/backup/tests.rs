@@ -22,11 +22,11 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn secret() -> Secret {
+pub(crate) fn secret() -> Secret {
     Secret::KeyFile(b"0123456789abcdef0123456789abcdef".to_vec())
 }
 
-fn new_vault(dir: &Path) -> Vault {
+pub(crate) fn new_vault(dir: &Path) -> Vault {
     let opts = InitOptions {
         kdf_time: Duration::ZERO,
         ..InitOptions::default()
@@ -35,7 +35,7 @@ fn new_vault(dir: &Path) -> Vault {
 }
 
 /// Reproducible incompressible bytes.
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut out = Vec::with_capacity(n + 8);
     while out.len() < n {
@@ -48,14 +48,14 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn write(path: &Path, data: &[u8]) {
+pub(crate) fn write(path: &Path, data: &[u8]) {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).expect("mkdir");
     }
     std::fs::write(path, data).expect("write");
 }
 
-fn opts(threads: usize) -> Options {
+pub(crate) fn opts(threads: usize) -> Options {
     Options {
         threads,
         ..Options::default()
@@ -68,7 +68,7 @@ fn filter(include: &[&str], exclude: &[&str]) -> Filter {
 }
 
 /// Restore all of `snap` under `target` with two workers; nothing may be damaged.
-fn restore_undamaged(vault: &Vault, snap: &Snapshot, target: &Path) {
+pub(crate) fn restore_undamaged(vault: &Vault, snap: &Snapshot, target: &Path) {
     let report = restore::restore(
         vault,
         snap,
