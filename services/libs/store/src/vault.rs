@@ -186,6 +186,7 @@ impl Vault {
     /// another secret first, so a mistyped new passphrase cannot lock anyone out) and never
     /// the last one.
     pub fn remove_key(&self, name: &str) -> Result<()> {
+        let _serial = self.lock_keys()?;
         let names = list_dir(&self.root().join("keys"))?;
         if !names.iter().any(|n| n == name) {
             return Err(Error::Invalid(format!(
@@ -207,6 +208,17 @@ impl Vault {
         self.delete_key_file(name)
     }
 
+    /// An exclusive `flock` on `keys/` while a key is removed or replaced: two commands
+    /// removing the last two keys at once must not both see another key left.
+    fn lock_keys(&self) -> Result<std::fs::File> {
+        let dir = self.root().join("keys");
+        let f = std::fs::File::open(&dir).ctx("opening", &dir)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(std::io::Error::from)
+            .ctx("locking", &dir)?;
+        Ok(f)
+    }
+
     /// Replace the key this vault was opened with by one for `secret`: the new key file is
     /// written and opened with `secret` before the old one is removed. Returns (new, old).
     pub fn replace_key(
@@ -214,18 +226,23 @@ impl Vault {
         secret: &Secret,
         kdf_time: std::time::Duration,
     ) -> Result<(String, String)> {
+        let _serial = self.lock_keys()?;
         let new = self.add_key(secret, kdf_time)?;
-        let path = self.root().join("keys").join(&new);
-        let written = crate::keyfile::list_keys(self.root())?
+        let opens = crate::keyfile::list_keys(self.root())?
             .into_iter()
             .find(|(n, _)| *n == new)
-            .ok_or_else(|| Error::Invalid(format!("key {new} vanished after it was written")))?;
-        if written
-            .1
-            .open(&path, secret, self.keys.vault_id())?
-            .as_ref()
-            != Some(self.keys.master())
-        {
+            .map(|(n, kf)| {
+                kf.open(
+                    &self.root().join("keys").join(n),
+                    secret,
+                    self.keys.vault_id(),
+                )
+            })
+            .transpose()?
+            .flatten();
+        if opens.as_ref() != Some(self.keys.master()) {
+            // Never leave a key behind that nobody asked for.
+            let _ = self.delete_key_file(&new);
             return Err(Error::Invalid(format!(
                 "the new key {new} does not open the vault; the old key {} is kept",
                 self.key_name

@@ -148,3 +148,54 @@ fn wrong_secret_and_non_vault_are_refused() {
         .expect("refused");
     assert!(e.to_string().contains("non-empty"), "{e}");
 }
+
+/// Two commands each removing the other's key at once (two keys left): key changes take turns,
+/// so exactly one removal succeeds and the vault keeps a key that opens it. Repeated, since
+/// without the turn-taking both could see another key left and remove the last two.
+#[test]
+fn concurrent_key_removals_never_remove_the_last_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("vault");
+    let first = secret();
+    let second = Secret::KeyFile(pseudo_random(32, 99));
+    Vault::init(&dir, &first, &opts(), tiervault_store::io::default_io()).expect("init");
+    for round in 0..50 {
+        let a = Vault::open(&dir, &first, tiervault_store::io::default_io()).expect("open");
+        a.add_key(&second, std::time::Duration::ZERO)
+            .expect("add the second key");
+        let b = Vault::open(&dir, &second, tiervault_store::io::default_io()).expect("open");
+        let (ka, kb) = (a.key_name().to_owned(), b.key_name().to_owned());
+        let barrier = std::sync::Barrier::new(2);
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| {
+                barrier.wait();
+                a.remove_key(&kb)
+            });
+            let tb = s.spawn(|| {
+                barrier.wait();
+                b.remove_key(&ka)
+            });
+            (ta.join().expect("thread a"), tb.join().expect("thread b"))
+        });
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "round {round}: exactly one removal succeeds: {ra:?} / {rb:?}"
+        );
+        let second_left = rb.is_ok();
+        let err = ra.err().or(rb.err()).expect("one failed").to_string();
+        assert!(err.contains("only key"), "round {round}: {err}");
+        drop((a, b));
+        // The key left opens the vault; make `first` the only key again for the next round.
+        if second_left {
+            let v = Vault::open(&dir, &second, tiervault_store::io::default_io())
+                .expect("the second key, left, opens the vault");
+            v.add_key(&first, std::time::Duration::ZERO)
+                .expect("add the first key again");
+            let f = Vault::open(&dir, &first, tiervault_store::io::default_io()).expect("open");
+            f.remove_key(&kb).expect("remove the second key");
+        } else {
+            Vault::open(&dir, &first, tiervault_store::io::default_io())
+                .expect("the first key, left, opens the vault");
+        }
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 use tiervault_store::{list_keys, KeyFile, Secret};
 
 use crate::cli::{Global, KeyCmd, NewKeyArgs};
-use crate::open::{new_secret, open, vault_dir};
+use crate::open::{existing_vault_dir, new_secret, open};
 use crate::output::print_json;
 use crate::Outcome;
 
@@ -80,10 +80,7 @@ fn kdf(kf: &KeyFile) -> String {
 }
 
 fn list(g: &Global) -> Result<Outcome> {
-    let dir = vault_dir(g);
-    if !dir.join("config").exists() {
-        return Err(tiervault_store::Error::NotAVault(dir).into());
-    }
+    let dir = existing_vault_dir(g)?;
     let keys = list_keys(&dir).with_context(|| format!("listing the keys of {}", dir.display()))?;
     if g.json {
         print_json(&json!(keys
